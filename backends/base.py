@@ -7,6 +7,7 @@ by resolve_process(), so that the image's config means the same on all three.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -70,6 +71,13 @@ def resolve_process(spec: ContainerSpec, config: ImageConfig) -> Process:
         cwd=spec.workdir or config.workdir or "/",
         user=spec.user if spec.user is not None else (config.user or ""),
     )
+
+
+def check_mount_sources(spec: ContainerSpec) -> None:
+    """Docker would create a missing source; ctr refuses it, since a typo should not make a directory."""
+    for m in spec.mounts:
+        if not os.path.exists(m.source):
+            raise InvalidSpec(f"invalid volume {m}: source {m.source} does not exist")
 
 
 class Backend(ABC):

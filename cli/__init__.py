@@ -1,0 +1,1 @@
+"""ctr's command line: thin click commands over the library."""

@@ -1,0 +1,111 @@
+"""The `ctr` command group and its entry point.
+
+Commands stay thin: parse, call the library, print. The backend chosen with
+--backend (or CTR_BACKEND) travels in the click context; library errors become
+one-line messages with Docker's exit codes (125 for ctr's own errors).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import click
+
+from ctr.backends.paths import Paths
+
+from .options import CtrExit, build_spec, errors_to_exit, spec_options
+
+
+@dataclass
+class Context:
+    backend_name: str
+    paths: Paths
+
+    def backend(self):
+        from ctr.backends import get_backend
+
+        return get_backend(self.backend_name, self.paths)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["--help"]})
+@click.option("--backend", "-b", envvar="CTR_BACKEND", default="native", show_default=True,
+              type=click.Choice(["native", "lxc", "docker"]), help="Container implementation to use.")
+@click.option("--root", envvar="CTR_ROOT", type=click.Path(file_okay=False), default=None,
+              help="State root (default /var/lib/ctr and /run/ctr).")
+@click.version_option(package_name="ctr", prog_name="ctr", message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, backend: str, root: str | None) -> None:
+    """Run one container spec on several container implementations.
+
+    Backends: native (ctr's own runtime on namespaces and cgroups), lxc
+    (liblxc) and docker (the Docker Engine). They take the same flags and
+    behave the same.
+    """
+    ctx.obj = Context(backend, Paths.default(root))
+
+
+@cli.command(context_settings={"allow_interspersed_args": False})
+@spec_options
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_context
+@errors_to_exit
+def run(obj: Context, image: str, command: tuple[str, ...], **opts) -> None:
+    """Run COMMAND in a new container from IMAGE, in the foreground."""
+    spec = build_spec(image, command, **opts)
+    code = obj.backend().run(spec)
+    sys.exit(code)
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def backends(fmt: str) -> None:
+    """List the backends, whether each is usable here, and their versions."""
+    import json
+
+    from ctr.backends import REGISTRY, probe
+
+    infos = [probe(name) for name in REGISTRY]
+    if fmt == "json":
+        click.echo(json.dumps([vars(i) for i in infos], indent=2))
+        return
+    for info in infos:
+        versions = ", ".join(f"{k} {v}" for k, v in info.versions.items())
+        state = "usable" if info.usable else "unusable"
+        line = f"{info.name:<8} {state:<9} {versions}"
+        if not info.usable:
+            line += f"\n{'':<8} why: {info.reason}"
+        click.echo(line.rstrip())
+
+
+@cli.command()
+def version() -> None:
+    """Print ctr's version."""
+    from importlib.metadata import version as pkg_version
+
+    click.echo(f"ctr {pkg_version('ctr')}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: Docker's exit code 125 for usage errors too, not click's 2."""
+    try:
+        cli.main(args=argv, prog_name="ctr", standalone_mode=False)
+    except CtrExit as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(125)
+    except BrokenPipeError:
+        sys.exit(141)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

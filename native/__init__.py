@@ -1,0 +1,1 @@
+"""The native runtime: namespaces, mounts, cgroups, capabilities and seccomp, done by ctr itself."""

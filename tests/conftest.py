@@ -1,0 +1,77 @@
+"""Shared fixtures: a private state root, the CLI as a subprocess, the backend fixture.
+
+The `backend` fixture is indirect (python-on-whales style): a test written once is
+parametrized over backend names; a backend that is unusable here is skipped,
+unless --require-backends or CTR_REQUIRE_BACKENDS=1 asks for all (CI does).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ctr.backends import get_backend, probe
+from ctr.backends.paths import Paths
+
+ALL_BACKENDS = ("native", "lxc", "docker")
+CTR = [sys.executable, "-m", "ctr.cli.main"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--require-backends",
+        action="store_true",
+        default=os.environ.get("CTR_REQUIRE_BACKENDS") == "1",
+        help="fail instead of skipping when a backend is unusable on this machine",
+    )
+
+
+@pytest.fixture(scope="session")
+def ctr_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One state root for the whole run, so the built-in image is built once."""
+    return tmp_path_factory.mktemp("ctr-root")
+
+
+@pytest.fixture(scope="session")
+def paths(ctr_root: Path) -> Paths:
+    return Paths.default(ctr_root)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest, paths: Paths):
+    """Indirect: parametrize with a backend name, receive a Backend object."""
+    name = request.param
+    info = probe(name)
+    if not info.usable:
+        if request.config.getoption("--require-backends"):
+            pytest.fail(f"backend {name} is required but unusable: {info.reason}")
+        pytest.skip(f"backend {name} unusable here: {info.reason}")
+    return get_backend(name, paths)
+
+
+def backends_param(*names: str):
+    """Decorator: run the test once per backend name (all three by default)."""
+    return pytest.mark.parametrize("backend", names or ALL_BACKENDS, indirect=True)
+
+
+@pytest.fixture
+def ctr(ctr_root: Path):
+    """Run the ctr CLI in a subprocess against the test root; returns CompletedProcess."""
+
+    def run(*args: str, input: str | bytes | None = None, timeout: float = 120, check: bool = False, **kw):
+        text = not isinstance(input, bytes)
+        return subprocess.run(
+            [*CTR, "--root", str(ctr_root), *args],
+            input=input,
+            capture_output=True,
+            text=text,
+            timeout=timeout,
+            check=check,
+            **kw,
+        )
+
+    return run
