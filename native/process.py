@@ -44,6 +44,7 @@ class ProcessPlan:
     host_network: bool
     tty: bool
     stdin: bool
+    winsize: bytes | None = None  # struct winsize of ctr's terminal, set before exec to avoid a race
     die_with_parent: bool = True
 
 
@@ -205,6 +206,8 @@ def _setup_stdio(plan: ProcessPlan, tty_sock: socket.socket | None) -> None:
         tty_sock.close()
         os.setsid()
         fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+        if plan.winsize:
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, plan.winsize)
         for fd in (0, 1, 2):  # without -i the parent simply never writes to the terminal
             os.dup2(slave, fd)
         if slave > 2:

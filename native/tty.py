@@ -14,12 +14,18 @@ from contextlib import contextmanager
 from typing import Iterator
 
 
-def copy_winsize(src_fd: int, dst_fd: int) -> None:
+def winsize(fd: int) -> bytes | None:
+    """The raw struct winsize of terminal `fd`, or None when it is not a terminal."""
     try:
-        size = fcntl.ioctl(src_fd, termios.TIOCGWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
-        fcntl.ioctl(dst_fd, termios.TIOCSWINSZ, size)
+        return fcntl.ioctl(fd, termios.TIOCGWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
     except OSError:
-        pass  # not a terminal: the container keeps the default size
+        return None
+
+
+def copy_winsize(src_fd: int, dst_fd: int) -> None:
+    size = winsize(src_fd)
+    if size is not None:
+        fcntl.ioctl(dst_fd, termios.TIOCSWINSZ, size)
 
 
 @contextmanager
@@ -38,7 +44,6 @@ def raw_terminal(fd: int) -> Iterator[None]:
 
 def relay(master: int, forward_stdin: bool, stdin: int = 0, stdout: int = 1) -> None:
     """Copy container output to stdout (and stdin to it) until the terminal closes."""
-    copy_winsize(stdin, master)
     previous = signal.signal(signal.SIGWINCH, lambda *_: copy_winsize(stdin, master))
     sel = selectors.DefaultSelector()
     sel.register(master, selectors.EVENT_READ)

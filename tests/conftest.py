@@ -74,4 +74,5 @@ def ctr(ctr_root: Path):
             **kw,
         )
 
+    run.args_prefix = [*CTR, "--root", str(ctr_root)]
     return run
