@@ -1,15 +1,139 @@
 """The image store: one OCI image layout that every backend runs from.
 
-(Skeleton: the store's implementation is being written; the API below is fixed.)
+Layout under `paths.images` (OCI image-layout 1.0.0):
+
+    oci-layout             {"imageLayoutVersion": "1.0.0"}
+    index.json             one manifest descriptor per reference, named by the
+                           annotation org.opencontainers.image.ref.name
+    blobs/sha256/<hex>     manifests, configs and layer tars, content-addressed
+    .lock                  flock taken by every change (build, tag, remove)
+
+Unpacked layers live under `paths.layers/<diff_id hex>`, one directory per
+layer, in the form overlayfs wants for a lowerdir (whiteouts as 0:0 character
+devices, opaque directories marked with an xattr).
+
+There is no registry client: `busybox` (= `busybox:latest`) is built on first
+use from the host's static busybox; other images come in through create().
+
+Writers take the flock and publish with os.replace, so readers never lock and
+never see a partial blob or index. Heavy stdlib modules (tarfile, subprocess)
+are imported inside the functions that need them, to keep `ctr --help` fast.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import stat
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO, Iterator, Sequence
+
+from ctr.errors import CtrError, InvalidSpec, NotFound
 
 from .paths import Paths
+
+MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_LAYER_GZIP = MEDIA_LAYER + "+gzip"
+# Docker's schema2 equivalents, accepted when reading a layout another tool wrote.
+MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MANIFEST_TYPES = (MEDIA_MANIFEST, MEDIA_DOCKER_MANIFEST)
+REF_ANNOTATION = "org.opencontainers.image.ref.name"
+
+BUILTIN_REF = "busybox:latest"
+BUILTIN_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Fixed timestamp for everything in the built-in image, so its digest depends only on
+# the busybox binary (the epoch, as ko and rules_docker use for reproducible images).
+BUILTIN_MTIME = 0
+BUILTIN_CREATED = "1970-01-01T00:00:00Z"
+BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
+
+WHITEOUT_PREFIX = ".wh."
+WHITEOUT_OPAQUE = ".wh..wh..opq"
+OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
+
+_CHUNK = 1 << 20
+
+
+# --- references -------------------------------------------------------------------------
+
+# The grammar of distribution/reference (what `docker` accepts), in its familiar form.
+_ALNUM = r"[a-z0-9]+"
+_PATH_COMPONENT = rf"{_ALNUM}(?:(?:[._]|__|-+){_ALNUM})*"
+_REMOTE_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN_RE = re.compile(rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?")
+_TAG_RE = re.compile(r"[\w][\w.-]{0,127}")
+_DIGEST_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
+_SHA256_RE = re.compile(r"sha256:[a-f0-9]{64}")
+_NAME_MAX = 255
+
+
+def normalize_ref(ref: str) -> str:
+    """'busybox' -> 'busybox:latest', by docker's rules, in docker's familiar form.
+
+    The tag defaults to `latest` unless a digest is given (`name@sha256:...`);
+    `docker.io/` and `library/` are dropped (`docker.io/library/busybox` is
+    `busybox`); a registry host (`127.0.0.1:5000/demo:1`) is kept as written.
+    """
+    if not ref or ref != ref.strip():
+        raise InvalidSpec(f"invalid reference format {ref!r}: empty or surrounded by whitespace")
+    name, at, digest = ref.partition("@")
+    if at:
+        if not _DIGEST_RE.fullmatch(digest):
+            raise InvalidSpec(f"invalid reference format {ref!r}: bad digest {digest!r}")
+        if digest.startswith("sha256:") and not _SHA256_RE.fullmatch(digest):
+            raise InvalidSpec(f"invalid reference format {ref!r}: a sha256 digest is 64 lower-case hex digits")
+    tag = ""
+    colon = name.rfind(":")
+    if colon > name.rfind("/"):
+        name, tag = name[:colon], name[colon + 1 :]
+        if not _TAG_RE.fullmatch(tag):
+            raise InvalidSpec(f"invalid reference format {ref!r}: bad tag {tag!r}")
+    # Docker's splitDockerDomain: the first component is a registry only if it looks like one.
+    first, slash, rest = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost" or first.lower() != first):
+        domain, remote = first, rest
+    else:
+        domain, remote = "", name
+    if domain and not _DOMAIN_RE.fullmatch(domain):
+        raise InvalidSpec(f"invalid reference format {ref!r}: bad registry {domain!r}")
+    if not _REMOTE_RE.fullmatch(remote):
+        if _REMOTE_RE.fullmatch(remote.lower()):
+            raise InvalidSpec(f"invalid reference format {ref!r}: repository name must be lowercase")
+        raise InvalidSpec(f"invalid reference format {ref!r}")
+    if re.fullmatch(r"[a-f0-9]{64}", remote):
+        raise InvalidSpec(f"invalid reference format {ref!r}: cannot use a 64-character hex string as a name")
+    if domain in ("docker.io", "index.docker.io"):
+        domain = ""
+    if not domain and remote.startswith("library/") and remote.count("/") == 1:
+        remote = remote[len("library/") :]
+    name = f"{domain}/{remote}" if domain else remote
+    if len(name) > _NAME_MAX:
+        raise InvalidSpec(f"invalid reference format {ref!r}: name longer than {_NAME_MAX} characters")
+    if not tag and not digest:
+        tag = "latest"
+    return name + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
+
+
+def split_ref(normalized: str) -> tuple[str, str, str]:
+    """'host:5000/a:1@sha256:x' -> ('host:5000/a', '1', 'sha256:x'); tag and digest may be ''."""
+    name, _, digest = normalized.partition("@")
+    colon = name.rfind(":")
+    if colon > name.rfind("/"):
+        return name[:colon], name[colon + 1 :], digest
+    return name, "", digest
+
+
+# --- the image --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -58,20 +182,831 @@ class Image:
     config: ImageConfig
     diff_ids: tuple[str, ...]  # uncompressed layer digests, bottom layer first
     layer_digests: tuple[str, ...]  # blob digests of the layers, bottom first
+    architecture: str = ""
+    os: str = ""
+    size: int = 0  # bytes of the layer blobs
+    labels: tuple[tuple[str, str], ...] = ()  # the config's Labels, sorted
+
+    @property
+    def id(self) -> str:
+        """Docker's image ID: the config digest."""
+        return self.config_digest
+
+
+# --- small helpers ----------------------------------------------------------------------
+
+
+def _hex(digest: str) -> str:
+    algo, _, hexpart = digest.partition(":")
+    if algo != "sha256" or not re.fullmatch(r"[a-f0-9]{64}", hexpart):
+        raise CtrError(f"unsupported digest {digest!r}: only sha256 is supported")
+    return hexpart
+
+
+def _canonical_json(obj: object) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+@contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    """An exclusive flock on `path`; it serializes threads too (one open file each)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write to a temp file beside `path`, fsync, then os.replace: all or nothing."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quiet(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _unlink_quiet(path: str | os.PathLike) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class _HashingReader:
+    """A read-only file wrapper that hashes (sha256) and counts what passes through."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.hash.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(_CHUNK):
+            pass
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+
+def _sniff_compression(head: bytes) -> str:
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd"
+    return ""
+
+
+@contextmanager
+def _open_layer(path: Path, what: str) -> Iterator[tuple[_HashingReader, _HashingReader]]:
+    """Open a layer blob; yields (blob reader, uncompressed tar reader), both hashing.
+
+    Compression is sniffed from the content, so a `+gzip` layer works whatever
+    media type it was filed under.
+    """
+    import gzip
+
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise NotFound(f"layer blob {path} of {what} is missing: remove the image and re-create it") from None
+    with f:
+        kind = _sniff_compression(f.read(4))
+        f.seek(0)
+        blob = _HashingReader(f)
+        if kind == "zstd":
+            raise CtrError(f"layer {path.name} of {what} is zstd-compressed, which ctr cannot read")
+        if kind == "gzip":
+            with gzip.GzipFile(fileobj=blob, mode="rb") as gz:  # type: ignore[arg-type]
+                yield blob, _HashingReader(gz)  # type: ignore[arg-type]
+        else:
+            yield blob, blob
+
+
+# --- safe layer extraction --------------------------------------------------------------
+
+
+def _member_parts(name: str, layer: str, kind: str = "member") -> list[str]:
+    """A tar member name as path components, refusing anything that leaves the layer."""
+    if name.startswith("/"):
+        raise CtrError(f"unsafe layer {layer}: {kind} {name!r} is an absolute path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise CtrError(f"unsafe layer {layer}: {kind} {name!r} has a '..' component")
+    return parts
+
+
+def _safe_parent(root: str, parts: list[str], layer: str, create: bool) -> str:
+    """The directory that will hold parts[-1], checking that no component is a symlink.
+
+    Without this, a symlink `etc -> /etc` followed by `etc/passwd` would write the
+    host's file. Missing directories are created (0755, as tar does) if `create`.
+    """
+    path = root
+    for part in parts[:-1]:
+        path = os.path.join(path, part)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            if not create:
+                raise CtrError(f"unsafe layer {layer}: {'/'.join(parts)!r} refers to a missing path") from None
+            os.mkdir(path, 0o755)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            raise CtrError(f"unsafe layer {layer}: {'/'.join(parts)!r} goes through the symlink {part!r}")
+        if not stat.S_ISDIR(st.st_mode):
+            raise CtrError(f"unsafe layer {layer}: {'/'.join(parts)!r} goes through the non-directory {part!r}")
+    return path
+
+
+def _is_plain_dir(root: str, parts: list[str]) -> bool:
+    """Whether root/parts is a directory reached through directories only (no symlinks)."""
+    path = root
+    for part in parts:
+        path = os.path.join(path, part)
+        try:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                return False
+        except FileNotFoundError:
+            return False
+    return True
+
+
+def _ns(mtime: float) -> tuple[int, int]:
+    return (int(mtime * 10**9),) * 2
+
+
+def _clear(path: str, keep_dir: bool) -> None:
+    """Remove what is at `path` (a later tar member replaces an earlier one), never following links."""
+    import shutil
+
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        if not keep_dir:
+            shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def extract_layer(fileobj: IO[bytes], dest: str | os.PathLike, *, layer: str = "") -> str:
+    """Unpack one uncompressed layer tar into the empty directory `dest`, for overlayfs.
+
+    Returns the sha256 digest of the tar stream (the layer's diff_id). Refuses
+    absolute names, '..' components, and paths or hard links that go through a
+    symlink; symlinks themselves are created as they are (their targets are only
+    resolved inside the container). Whiteouts become what overlayfs expects:
+    `.wh.NAME` a 0:0 character device NAME, `.wh..wh..opq` the xattr
+    trusted.overlay.opaque=y on its directory. Owners and device nodes need root;
+    without it owners are left alone and device nodes skipped.
+    """
+    import tarfile
+
+    root = os.fspath(dest)
+    layer = layer or root
+    is_root = os.geteuid() == 0
+    reader = _HashingReader(fileobj)
+    dirs: list[tuple[list[str], tarfile.TarInfo]] = []  # modes and mtimes applied last
+    try:
+        tar = tarfile.open(fileobj=reader, mode="r|")  # type: ignore[call-overload]
+    except tarfile.ReadError as exc:
+        raise CtrError(f"layer {layer} is not a tar archive: {exc}") from None
+    with tar:
+        for member in tar:
+            parts = _member_parts(member.name, layer)
+            if not parts:  # "./": the layer's root directory itself
+                if not member.isdir():
+                    raise CtrError(f"unsafe layer {layer}: the root entry {member.name!r} is not a directory")
+                if is_root:
+                    os.chown(root, member.uid, member.gid)
+                dirs.append((parts, member))
+                continue
+            base = parts[-1]
+            if base == WHITEOUT_OPAQUE:
+                parent = _safe_parent(root, parts, layer, create=True)
+                try:
+                    os.setxattr(parent, OVERLAY_OPAQUE_XATTR, b"y", follow_symlinks=False)
+                except OSError as exc:  # EPERM without root, ENOTSUP on a filesystem without xattrs
+                    raise CtrError(f"cannot unpack layer {layer}: opaque whiteout {member.name!r} needs the xattr "
+                                   f"{OVERLAY_OPAQUE_XATTR} on {parent}: {exc.strerror}") from None
+                continue
+            if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
+                continue  # aufs bookkeeping (.wh..wh.plnk and the like): nothing to represent
+            if base.startswith(WHITEOUT_PREFIX):
+                name = base[len(WHITEOUT_PREFIX) :]
+                if name in ("", ".", ".."):
+                    raise CtrError(f"unsafe layer {layer}: bad whiteout {member.name!r}")
+                path = os.path.join(_safe_parent(root, parts, layer, create=True), name)
+                _clear(path, keep_dir=False)
+                try:
+                    os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(0, 0))
+                except PermissionError:
+                    raise CtrError(f"cannot unpack layer {layer}: whiteout {member.name!r} needs root (mknod)") from None
+                continue
+
+            path = os.path.join(_safe_parent(root, parts, layer, create=True), base)
+            _clear(path, keep_dir=member.isdir())
+            if member.isdir():
+                if not os.path.isdir(path):
+                    os.mkdir(path, 0o700)  # real mode set at the end, once children are written
+                dirs.append((parts, member))
+            elif member.issym():
+                os.symlink(member.linkname, path)
+            elif member.islnk():
+                target_parts = _member_parts(member.linkname, layer, "hard link target")
+                if not target_parts:
+                    raise CtrError(f"unsafe layer {layer}: hard link {member.name!r} points at the root")
+                target = os.path.join(_safe_parent(root, target_parts, layer, create=False), target_parts[-1])
+                if not os.path.lexists(target) or os.path.isdir(target) and not os.path.islink(target):
+                    raise CtrError(f"unsafe layer {layer}: hard link {member.name!r} -> {member.linkname!r}: no such file in the layer")
+                os.link(target, path, follow_symlinks=False)  # links a symlink itself, never its target
+                continue  # the shared inode keeps the metadata of its first name
+            elif member.ischr() or member.isblk():
+                if not is_root:
+                    continue
+                kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+                os.mknod(path, 0o600 | kind, os.makedev(member.devmajor, member.devminor))
+            elif member.isfifo():
+                os.mkfifo(path, 0o600)
+            else:  # regular file (tarfile reads unknown types as regular files too)
+                src = tar.extractfile(member)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    if src is not None:
+                        while chunk := src.read(_CHUNK):
+                            out.write(chunk)
+            if member.isdir():
+                if is_root:
+                    os.chown(path, member.uid, member.gid)
+                continue
+            if is_root:
+                os.chown(path, member.uid, member.gid, follow_symlinks=False)
+            if not member.issym():
+                os.chmod(path, member.mode & 0o7777)  # after chown, which clears set-id bits
+            os.utime(path, ns=_ns(member.mtime), follow_symlinks=False)
+        reader.drain()  # the diff_id covers the end-of-archive blocks too
+    # Deepest first, so setting a directory's mtime is not undone by its children. A later
+    # member may have replaced the directory or a parent with a symlink: re-check the path.
+    for parts, member in sorted(dirs, key=lambda d: len(d[0]), reverse=True):
+        if _is_plain_dir(root, parts):
+            path = os.path.join(root, *parts)
+            os.chmod(path, member.mode & 0o7777)
+            os.utime(path, ns=_ns(member.mtime))
+    return reader.digest
+
+
+# --- the built-in busybox ---------------------------------------------------------------
+
+_ELF_ARCH = {3: "386", 8: "mips", 21: "ppc64", 22: "s390x", 40: "arm", 62: "amd64", 183: "arm64", 243: "riscv64"}
+_MACHINE_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "i686": "386", "i386": "386", "armv7l": "arm",
+                 "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
+
+
+def _elf_info(path: str) -> tuple[bool, str] | None:
+    """(statically linked, GOARCH) of an ELF file, or None if it is not ELF.
+
+    Static means no PT_INTERP program header: nothing to load from the image's
+    (non-existent) /lib.
+    """
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if len(head) < 52 or head[:4] != b"\x7fELF":
+                return None
+            is64, endian = head[4] == 2, "<" if head[5] == 1 else ">"
+            machine = struct.unpack_from(endian + "H", head, 18)[0]
+            if is64:
+                phoff, = struct.unpack_from(endian + "Q", head, 32)
+                phentsize, phnum = struct.unpack_from(endian + "HH", head, 54)
+            else:
+                phoff, = struct.unpack_from(endian + "I", head, 28)
+                phentsize, phnum = struct.unpack_from(endian + "HH", head, 42)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+    except OSError:
+        return None
+    static = all(struct.unpack_from(endian + "I", table, i * phentsize)[0] != 3 for i in range(phnum))  # PT_INTERP
+    arch = _ELF_ARCH.get(machine, "")
+    if arch == "ppc64" and endian == "<":
+        arch = "ppc64le"
+    if not arch:
+        import platform
+
+        arch = _MACHINE_ARCH.get(platform.machine(), platform.machine())
+    return static, arch
+
+
+def find_busybox() -> tuple[str, str]:
+    """(path, GOARCH) of the host's statically linked busybox, or NotFound saying how to get one."""
+    import shutil
+
+    candidates = [c for c in (shutil.which("busybox"), *BUSYBOX_CANDIDATES) if c]
+    dynamic = []
+    for path in dict.fromkeys(candidates):
+        info = _elf_info(path) if os.access(path, os.X_OK) else None
+        if info is None:
+            continue
+        if info[0]:
+            return path, info[1]
+        dynamic.append(path)
+    if dynamic:
+        raise NotFound(f"busybox at {dynamic[0]} is dynamically linked and cannot run in an empty image: "
+                       "apt-get install busybox-static")
+    raise NotFound("no busybox found on this host (looked in PATH, /bin, /usr/bin) for the built-in "
+                   "busybox image: apt-get install busybox-static")
+
+
+def _busybox_facts(busybox: str) -> tuple[str, str, list[str]]:
+    """(short version, banner, applet paths relative to /) from the binary itself."""
+    import subprocess
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([busybox, *args], capture_output=True, text=True, timeout=30)
+
+    banner_out = run("--help")
+    match = re.search(r"BusyBox v(\S+)[^\n]*", banner_out.stdout + banner_out.stderr)
+    version, banner = (match.group(1), match.group(0).strip()) if match else ("unknown", "BusyBox")
+    listed = run("--list-full")
+    if listed.returncode == 0 and listed.stdout.strip():
+        applets = listed.stdout.split()
+    else:  # an old busybox without --list-full: everything in /bin
+        applets = ["bin/" + a for a in run("--list").stdout.split()]
+    clean = set()
+    for applet in applets:
+        parts = [p for p in applet.strip("/").split("/") if p not in ("", ".")]
+        if parts and ".." not in parts:
+            clean.add("/".join(parts))
+    clean.discard("bin/busybox")
+    return version, banner.removesuffix(" multi-call binary."), sorted(clean)
+
+
+_BUILTIN_DIRS = {"bin": 0o755, "dev": 0o755, "etc": 0o755, "home": 0o755, "proc": 0o555, "root": 0o700,
+                 "run": 0o755, "sbin": 0o755, "sys": 0o555, "tmp": 0o1777, "usr": 0o755,
+                 "usr/bin": 0o755, "usr/sbin": 0o755, "var": 0o755}
+_BUILTIN_FILES = {
+    "etc/passwd": b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n",
+    "etc/group": b"root:x:0:\nnobody:x:65534:\n",
+}
+
+
+def build_busybox_layer(busybox: str, applets: Sequence[str], out: BinaryIO) -> None:
+    """Write the built-in image's layer tar to `out`, byte-for-byte reproducible.
+
+    Order: directories, regular files, then the applets as hard links to
+    /bin/busybox (as the official busybox images have them), each group sorted;
+    mtime BUILTIN_MTIME, owner 0:0 without names.
+    """
+    import io
+    import tarfile
+
+    def info(name: str, type_: bytes, mode: int, size: int = 0, linkname: str = "") -> tarfile.TarInfo:
+        ti = tarfile.TarInfo(name)
+        ti.type, ti.mode, ti.size, ti.linkname = type_, mode, size, linkname
+        ti.mtime, ti.uid, ti.gid, ti.uname, ti.gname = BUILTIN_MTIME, 0, 0, "", ""
+        return ti
+
+    dirs = dict(_BUILTIN_DIRS)
+    for applet in applets:  # parents of applets busybox may put elsewhere
+        parts = applet.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            dirs.setdefault("/".join(parts[:i]), 0o755)
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(dirs):
+            tar.addfile(info(name, tarfile.DIRTYPE, dirs[name]))
+        with open(busybox, "rb") as f:
+            tar.addfile(info("bin/busybox", tarfile.REGTYPE, 0o755, os.fstat(f.fileno()).st_size), f)
+        for name, content in sorted(_BUILTIN_FILES.items()):
+            tar.addfile(info(name, tarfile.REGTYPE, 0o644, len(content)), io.BytesIO(content))
+        for applet in applets:
+            if applet not in dirs and applet not in _BUILTIN_FILES:
+                tar.addfile(info(applet, tarfile.LNKTYPE, 0o755, linkname="bin/busybox"))
+
+
+# --- the store --------------------------------------------------------------------------
 
 
 class ImageStore:
+    """The OCI layout under paths.images plus the unpacked layers under paths.layers."""
+
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
+        self.root = paths.images
+        self.blobs = paths.images / "blobs" / "sha256"
+
+    # reading (no lock: writers publish with os.replace)
 
     def get(self, ref: str) -> Image:
-        raise NotImplementedError
-
-    def layer_paths(self, image: Image) -> list[Path]:
-        raise NotImplementedError
+        """The image `ref` names; `busybox[:latest]` is built from the host on first use."""
+        name = normalize_ref(ref)
+        image = self._lookup(name)
+        if image is None and name == BUILTIN_REF:
+            with self._lock():
+                image = self._lookup(name)  # another ctr may have built it while we waited
+                if image is None:
+                    self._build_busybox()
+                    image = self._lookup(name)
+        if image is None:
+            raise NotFound(f"image {name!r} not found in {self.root}: ctr does not pull from registries; "
+                           f"use the built-in busybox, or create or tag the image first")
+        return image
 
     def list(self) -> list[Image]:
-        raise NotImplementedError
+        """Every named image in the index, sorted by name (unnamed entries are skipped)."""
+        images = []
+        for entry in self._read_index()["manifests"]:
+            name = (entry.get("annotations") or {}).get(REF_ANNOTATION)
+            if name:
+                images.append(self._load(name, entry))
+        return sorted(images, key=lambda i: i.name)
+
+    def blob_path(self, digest: str) -> Path:
+        return self.blobs / _hex(digest)
+
+    def read_blob(self, digest: str, verify: bool = True) -> bytes:
+        """A (small) blob's bytes, checked against its digest."""
+        try:
+            data = self.blob_path(digest).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} is missing from {self.blobs}") from None
+        if verify and "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise CtrError(f"blob {digest} in {self.blobs} is corrupt: its content has another digest")
+        return data
+
+    # layers
+
+    def layer_paths(self, image: Image) -> list[Path]:
+        """The unpacked layer directories of `image`, bottom first, unpacking any missing one.
+
+        The fast path is one stat per layer: a directory exists only once it is
+        complete, because it is unpacked beside its final name and renamed.
+        """
+        out = []
+        for diff_id, blob in zip(image.diff_ids, image.layer_digests, strict=True):
+            path = self.paths.layers / _hex(diff_id)
+            if not path.is_dir():
+                self._unpack(image, diff_id, blob, path)
+            out.append(path)
+        return out
+
+    def _unpack(self, image: Image, diff_id: str, blob: str, path: Path) -> None:
+        import shutil
+        import tempfile
+
+        with _flock(self.paths.layers / ".lock"):
+            if path.is_dir():
+                return  # unpacked by another ctr while we waited
+            # Under the lock, any temp dir left here belongs to a ctr that died mid-unpack.
+            for stale in self.paths.layers.glob(".tmp-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            tmp = tempfile.mkdtemp(dir=self.paths.layers, prefix=f".tmp-{path.name[:12]}-")
+            try:
+                os.chmod(tmp, 0o755)
+                what = f"{blob} of image {image.name}"
+                with _open_layer(self.blob_path(blob), f"image {image.name}") as (raw, tar_stream):
+                    got_diff = extract_layer(tar_stream, tmp, layer=what)
+                    raw.drain()
+                if raw.digest != blob:
+                    raise CtrError(f"layer blob {self.blob_path(blob)} is corrupt: its content has digest {raw.digest}")
+                if got_diff != diff_id:
+                    raise CtrError(f"layer {what} does not match its diff_id {diff_id}: unpacked {got_diff}")
+                os.rename(tmp, path)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+
+    # changing the store (under the flock)
+
+    def create(self, ref: str, layers: Sequence[bytes | str | os.PathLike], config: ImageConfig = ImageConfig(),
+               *, labels: dict[str, str] | None = None, architecture: str = "", created: str = BUILTIN_CREATED) -> Image:
+        """Add an image made of `layers` (tar files or bytes, plain or gzip), bottom first.
+
+        The layers are stored as given; their diff_ids are computed here. This is
+        how images other than busybox get into the store (import, commit, tests).
+        """
+        import io
+
+        name = normalize_ref(ref)
+        if split_ref(name)[2]:
+            raise InvalidSpec(f"cannot create image {name!r}: a name with a digest cannot be assigned")
+        with self._lock():
+            descriptors, diff_ids = [], []
+            for layer in layers:
+                src = io.BytesIO(layer) if isinstance(layer, bytes) else open(layer, "rb")
+                with src:
+                    gzipped = _sniff_compression(src.read(4)) == "gzip"
+                    src.seek(0)
+                    digest, size = self._put_blob_stream(src)
+                with _open_layer(self.blob_path(digest), f"image {name}") as (_, tar_stream):
+                    tar_stream.drain()
+                    diff_ids.append(tar_stream.digest)
+                media = MEDIA_LAYER_GZIP if gzipped else MEDIA_LAYER
+                descriptors.append({"mediaType": media, "digest": digest, "size": size})
+            doc = {
+                "created": created,
+                "architecture": architecture or _MACHINE_ARCH.get(os.uname().machine, os.uname().machine),
+                "os": "linux",
+                "config": {**config.to_oci(), **({"Labels": labels} if labels else {})},
+                "rootfs": {"type": "layers", "diff_ids": diff_ids},
+                "history": [{"created": created, "created_by": "ctr create"} for _ in diff_ids],
+            }
+            self._commit(name, doc, descriptors)
+            return self._lookup(name)  # type: ignore[return-value]
+
+    def tag(self, src: str, dst: str) -> Image:
+        """Give the image `src` the additional name `dst` (moving `dst` if it named another)."""
+        image = self.get(src)
+        name = normalize_ref(dst)
+        if split_ref(name)[2]:
+            raise InvalidSpec(f"cannot tag {image.name!r} as {name!r}: a tag cannot contain a digest")
+        with self._lock():
+            manifest = self.read_blob(image.digest)
+            entry = self._entry(name, image.digest, len(manifest), image.architecture, image.os)
+            self._set_index_entry(name, entry)
+        return self._lookup(name)  # type: ignore[return-value]
+
+    def remove(self, ref: str) -> None:
+        """Untag `ref` and delete the blobs no remaining name uses.
+
+        Unpacked layers are kept: running containers may have them as lowerdirs.
+        """
+        name = normalize_ref(ref)
+        with self._lock():
+            index = self._read_index()
+            repo, _, digest = split_ref(name)
+            kept = []
+            for entry in index["manifests"]:
+                entry_name = (entry.get("annotations") or {}).get(REF_ANNOTATION, "")
+                if entry_name == name or (digest and entry["digest"] == digest and split_ref(entry_name)[0] == repo):
+                    continue
+                kept.append(entry)
+            if len(kept) == len(index["manifests"]):
+                raise NotFound(f"image {name!r} not found in {self.root}: nothing to remove")
+            index["manifests"] = kept
+            self._write_index(index)
+            self._collect_garbage(kept)
+
+    # internals
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        """The store's flock; also makes sure the layout exists and drops stale temp blobs."""
+        with _flock(self.root / ".lock"):
+            self.blobs.mkdir(parents=True, exist_ok=True)
+            layout = self.root / "oci-layout"
+            if not layout.exists():
+                _write_atomic(layout, _canonical_json({"imageLayoutVersion": "1.0.0"}))
+            # Blobs are only written under this lock, so a temp file now is a crashed writer's.
+            for stale in self.blobs.glob(".tmp-*"):
+                _unlink_quiet(stale)
+            yield
+
+    def _read_index(self) -> dict:
+        path = self.root / "index.json"
+        try:
+            index = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": []}
+        except ValueError as exc:
+            raise CtrError(f"image index {path} is not valid JSON: {exc}") from None
+        index.setdefault("manifests", [])
+        return index
+
+    def _write_index(self, index: dict) -> None:
+        _write_atomic(self.root / "index.json", json.dumps(index, indent=2).encode() + b"\n")
+
+    def _lookup(self, name: str) -> Image | None:
+        repo, _, digest = split_ref(name)
+        for entry in self._read_index()["manifests"]:
+            entry_name = (entry.get("annotations") or {}).get(REF_ANNOTATION, "")
+            if entry_name == name:
+                return self._load(name, entry)
+            if digest and entry.get("digest") == digest and split_ref(entry_name)[0] == repo:
+                return self._load(name, entry)
+        return None
+
+    def _load(self, name: str, entry: dict) -> Image:
+        media = entry.get("mediaType", MEDIA_MANIFEST)
+        if media not in MANIFEST_TYPES:
+            raise CtrError(f"image {name!r} in {self.root} has a {media} entry; ctr reads single-platform manifests only")
+        manifest = json.loads(self.read_blob(entry["digest"]))
+        config_digest = manifest["config"]["digest"]
+        doc = json.loads(self.read_blob(config_digest))
+        layers = manifest.get("layers") or []
+        diff_ids = tuple((doc.get("rootfs") or {}).get("diff_ids") or ())
+        if len(diff_ids) != len(layers):
+            raise CtrError(f"image {name!r} is inconsistent: {len(layers)} layers but {len(diff_ids)} diff_ids")
+        return Image(
+            name=name,
+            digest=entry["digest"],
+            config_digest=config_digest,
+            config=ImageConfig.from_oci(doc),
+            diff_ids=diff_ids,
+            layer_digests=tuple(layer["digest"] for layer in layers),
+            architecture=doc.get("architecture", ""),
+            os=doc.get("os", ""),
+            size=sum(int(layer.get("size", 0)) for layer in layers),
+            labels=tuple(sorted(((doc.get("config") or {}).get("Labels") or {}).items())),
+        )
+
+    def _put_blob_stream(self, src: IO[bytes], expected: str | None = None) -> tuple[str, int]:
+        """Store a blob (caller holds the lock): temp file in the blobs dir, check, os.replace.
+
+        Returns (digest, size). With `expected`, a mismatch raises and stores nothing.
+        """
+        import tempfile
+
+        fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=".tmp-")
+        try:
+            h, size = hashlib.sha256(), 0
+            with os.fdopen(fd, "wb") as f:
+                while chunk := src.read(_CHUNK):
+                    h.update(chunk)
+                    size += len(chunk)
+                    f.write(chunk)
+                f.flush()
+                os.fchmod(f.fileno(), 0o644)
+                os.fsync(f.fileno())
+            digest = "sha256:" + h.hexdigest()
+            if expected is not None and digest != expected:
+                raise CtrError(f"blob written to {self.blobs} has digest {digest}, expected {expected}")
+            final = self.blob_path(digest)
+            if final.exists():
+                os.unlink(tmp)  # content-addressed: an existing blob is the same bytes
+            else:
+                os.replace(tmp, final)
+                _fsync_dir(self.blobs)
+            return digest, size
+        except BaseException:
+            _unlink_quiet(tmp)
+            raise
+
+    def _put_blob(self, data: bytes) -> dict:
+        import io
+
+        digest, size = self._put_blob_stream(io.BytesIO(data))
+        return {"digest": digest, "size": size}
+
+    @staticmethod
+    def _entry(name: str, digest: str, size: int, arch: str, os_: str) -> dict:
+        return {
+            "mediaType": MEDIA_MANIFEST,
+            "digest": digest,
+            "size": size,
+            "annotations": {REF_ANNOTATION: name},
+            "platform": {"architecture": arch, "os": os_},
+        }
+
+    def _set_index_entry(self, name: str, entry: dict) -> None:
+        index = self._read_index()
+        index["manifests"] = [e for e in index["manifests"]
+                              if (e.get("annotations") or {}).get(REF_ANNOTATION) != name] + [entry]
+        index.setdefault("schemaVersion", 2)
+        index.setdefault("mediaType", MEDIA_INDEX)
+        self._write_index(index)
+
+    def _commit(self, name: str, config_doc: dict, layers: list[dict], annotations: dict | None = None) -> str:
+        """Write config and manifest blobs, then point `name` at them (caller holds the lock)."""
+        config = {"mediaType": MEDIA_CONFIG, **self._put_blob(_canonical_json(config_doc))}
+        manifest = {"schemaVersion": 2, "mediaType": MEDIA_MANIFEST, "config": config, "layers": layers}
+        if annotations:
+            manifest["annotations"] = annotations
+        desc = self._put_blob(_canonical_json(manifest))
+        entry = self._entry(name, desc["digest"], desc["size"], config_doc["architecture"], config_doc["os"])
+        self._set_index_entry(name, entry)
+        return desc["digest"]
+
+    def _build_busybox(self) -> str:
+        """Build busybox:latest from the host's static busybox (caller holds the lock)."""
+        import tempfile
+
+        busybox, arch = find_busybox()
+        version, banner, applets = _busybox_facts(busybox)
+        # The layer is built in a temp file inside the blobs dir, then stored like any blob.
+        with tempfile.TemporaryFile(dir=self.blobs, prefix=".tmp-") as f:
+            build_busybox_layer(busybox, applets, f)  # type: ignore[arg-type]
+            f.seek(0)
+            digest, size = self._put_blob_stream(f)
+        labels = {"org.opencontainers.image.version": version, "org.opencontainers.image.description":
+                  f"ctr built-in image from {banner}"}
+        doc = {
+            "created": BUILTIN_CREATED,
+            "architecture": arch,
+            "os": "linux",
+            "config": {**ImageConfig(cmd=("sh",), env=(BUILTIN_PATH_ENV,)).to_oci(), "Labels": labels},
+            "rootfs": {"type": "layers", "diff_ids": [digest]},  # uncompressed: blob digest is the diff_id
+            "history": [{"created": BUILTIN_CREATED, "created_by": f"ctr built-in busybox ({banner})"}],
+        }
+        return self._commit(BUILTIN_REF, doc, [{"mediaType": MEDIA_LAYER, "digest": digest, "size": size}],
+                            annotations=labels)
+
+    def _collect_garbage(self, entries: list[dict]) -> None:
+        """Delete blobs no index entry reaches (caller holds the lock)."""
+        live: set[str] = set()
+        for entry in entries:
+            live.add(entry["digest"])
+            try:
+                manifest = json.loads(self.read_blob(entry["digest"], verify=False))
+            except (CtrError, ValueError):
+                continue
+            live.add(manifest.get("config", {}).get("digest", ""))
+            live.update(layer.get("digest", "") for layer in manifest.get("layers") or ())
+        for blob in self.blobs.iterdir():
+            if not blob.name.startswith(".") and "sha256:" + blob.name not in live:
+                _unlink_quiet(blob)
+
+    # export
 
     def export_docker_archive(self, image: Image, out: BinaryIO) -> None:
-        raise NotImplementedError
+        """Write `image` as a docker-archive tar (what `docker save` writes, `docker load` reads).
+
+        manifest.json, the config as <hex>.json, each layer uncompressed as
+        <diff_id hex>/layer.tar, and `repositories`. `out` may be a pipe.
+        """
+        import io
+        import tarfile
+        import tempfile
+
+        def add(tar: tarfile.TarFile, name: str, size: int, src: IO[bytes] | None, type_: bytes = tarfile.REGTYPE) -> None:
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.size, ti.mode, ti.mtime = type_, size, 0o644 if type_ == tarfile.REGTYPE else 0o755, BUILTIN_MTIME
+            tar.addfile(ti, src)
+
+        config = self.read_blob(image.config_digest)
+        _, tag, digest = split_ref(image.name)
+        repo_tags = [image.name] if tag and not digest else []
+        layer_names = [f"{_hex(d)}/layer.tar" for d in image.diff_ids]
+        manifest = [{"Config": f"{_hex(image.config_digest)}.json", "RepoTags": repo_tags, "Layers": layer_names}]
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            add(tar, f"{_hex(image.config_digest)}.json", len(config), io.BytesIO(config))
+            done: set[str] = set()
+            for diff_id, blob, name in zip(image.diff_ids, image.layer_digests, layer_names, strict=True):
+                if name in done:
+                    continue
+                done.add(name)
+                add(tar, name.split("/")[0], 0, None, tarfile.DIRTYPE)
+                with _open_layer(self.blob_path(blob), f"image {image.name}") as (raw, tar_stream):
+                    if tar_stream is raw:
+                        size = self.blob_path(blob).stat().st_size
+                        add(tar, name, size, tar_stream)  # type: ignore[arg-type]
+                    else:  # a gzip layer: the archive wants it uncompressed, whose size we learn by unpacking
+                        with tempfile.TemporaryFile() as plain:
+                            while chunk := tar_stream.read(_CHUNK):
+                                plain.write(chunk)
+                            size = plain.tell()
+                            plain.seek(0)
+                            add(tar, name, size, plain)
+                if tar_stream.digest != diff_id:
+                    raise CtrError(f"layer {blob} of image {image.name} does not match its diff_id {diff_id}")
+            add(tar, "manifest.json", *_sized(json.dumps(manifest).encode()))
+            if repo_tags:
+                repo, tag, _ = split_ref(image.name)
+                repositories = {repo: {tag: _hex(image.diff_ids[-1]) if image.diff_ids else ""}}
+                add(tar, "repositories", *_sized(json.dumps(repositories).encode()))
+
+
+def _sized(data: bytes) -> tuple[int, IO[bytes]]:
+    import io
+
+    return len(data), io.BytesIO(data)
+
+
+__all__ = [
+    "BUILTIN_REF",
+    "Image",
+    "ImageConfig",
+    "ImageStore",
+    "extract_layer",
+    "find_busybox",
+    "normalize_ref",
+    "split_ref",
+]
