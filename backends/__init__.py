@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from ctr.errors import BackendUnavailable, InvalidSpec
+from ctr.errors import BackendUnavailable, CtrError, InvalidSpec, NotFound
 
 from .base import Backend, BackendInfo
 from .paths import Paths
@@ -49,4 +49,41 @@ def get_backend(name: str, paths: Paths | None = None) -> Backend:
     return cls(paths)
 
 
-__all__ = ["Backend", "BackendInfo", "Paths", "REGISTRY", "DEFAULT_BACKEND", "backend_class", "probe", "get_backend"]
+def backend_for(name: str, paths: Paths) -> Backend:
+    """The backend that made container `name`, read from ctr's record of it."""
+    from .records import RecordStore
+
+    return get_backend(RecordStore(paths).load(name).backend, paths)
+
+
+def all_records(paths: Paths, backend: str | None = None):
+    """Every container of ctr's, each with its status read live by its own backend.
+
+    A backend that is unusable right now (engine down) still lists its containers,
+    with status "unknown", rather than hiding them."""
+    from .records import RecordStore
+
+    records = RecordStore(paths).list()
+    backends: dict[str, Backend | None] = {}
+    out = []
+    for record in records:
+        if backend and record.backend != backend:
+            continue
+        if record.backend not in backends:
+            try:
+                backends[record.backend] = get_backend(record.backend, paths)
+            except CtrError:
+                backends[record.backend] = None
+        b = backends[record.backend]
+        if b is None:
+            record.status = "unknown"
+            out.append(record)
+            continue
+        try:
+            out.append(b.get(record.name))
+        except NotFound:
+            continue  # removed while we listed
+    return out
+
+
+__all__ = ["Backend", "BackendInfo", "Paths", "REGISTRY", "DEFAULT_BACKEND", "backend_class", "probe", "get_backend", "backend_for", "all_records"]

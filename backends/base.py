@@ -10,13 +10,18 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Iterator
 
-from ctr.errors import InvalidSpec
+from ctr.errors import InvalidSpec, Unsupported
 from ctr.spec import ContainerSpec
 
 from .images import ImageConfig
 from .paths import Paths
+
+if TYPE_CHECKING:
+    from .logs import LogEntry
+    from .records import Record
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,25 @@ def check_mount_sources(spec: ContainerSpec) -> None:
             raise InvalidSpec(f"invalid volume {m}: source {m.source} does not exist")
 
 
+@dataclass(frozen=True)
+class ExecSpec:
+    """`ctr exec`: a further process in a running container; None means the container's own value."""
+
+    args: tuple[str, ...]
+    env: tuple[str, ...] = ()
+    workdir: str | None = None
+    user: str | None = None
+    tty: bool = False
+    stdin: bool = False
+
+
+def exit_status(status: int) -> int:
+    """waitpid status -> Docker's exit code: the code itself, or 128+N for signal N."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
+
+
 class Backend(ABC):
     """One container implementation. Methods raise CtrError subclasses, never return False."""
 
@@ -100,3 +124,67 @@ class Backend(ABC):
         Returns the exit status with Docker's conventions (128+N for signal N).
         Errors before the command starts raise CtrError (exit_code 125/126/127).
         """
+
+    # The lifecycle. A backend overrides what it can do; the rest says so (Unsupported),
+    # which is what the CLI shows, with exit code 125.
+
+    def create(self, spec: ContainerSpec) -> "Record":
+        """A container that exists but has not started."""
+        raise Unsupported(self.name, "create")
+
+    def start(self, name: str) -> None:
+        """Start a created or exited container in the background."""
+        raise Unsupported(self.name, "start")
+
+    def run_detached(self, spec: ContainerSpec) -> "Record":
+        """create + start; a container that fails to start is removed again."""
+        record = self.create(spec)
+        try:
+            self.start(record.name)
+        except BaseException:
+            self.remove(record.name, force=True)
+            raise
+        return record
+
+    def get(self, name: str) -> "Record":
+        """The container's record with its status read from the live system."""
+        raise Unsupported(self.name, "get")
+
+    def list(self) -> "list[Record]":
+        raise Unsupported(self.name, "list")
+
+    def stop(self, name: str, timeout: float = 10) -> None:
+        raise Unsupported(self.name, "stop")
+
+    def kill(self, name: str, sig: int = 9) -> None:
+        raise Unsupported(self.name, "kill")
+
+    def remove(self, name: str, force: bool = False) -> None:
+        raise Unsupported(self.name, "rm")
+
+    def wait(self, name: str) -> int:
+        raise Unsupported(self.name, "wait")
+
+    def exec(self, name: str, spec: ExecSpec) -> int:
+        raise Unsupported(self.name, "exec")
+
+    def logs(self, name: str, follow: bool = False, tail: int | None = None) -> "Iterator[LogEntry]":
+        raise Unsupported(self.name, "logs")
+
+    def pause(self, name: str) -> None:
+        raise Unsupported(self.name, "pause")
+
+    def unpause(self, name: str) -> None:
+        raise Unsupported(self.name, "unpause")
+
+    def stats(self, name: str) -> dict:
+        """{"memory_usage", "memory_limit", "cpu_usage_ns", "pids_current", "pids_limit"} from the cgroup."""
+        raise Unsupported(self.name, "stats")
+
+    def inspect(self, name: str) -> dict:
+        """The backend's part of `ctr inspect`: {"raw": ..., "rootfs": ..., "cgroup": ...}."""
+        raise Unsupported(self.name, "inspect")
+
+    def root_path(self, name: str) -> "Path":
+        """A host path that shows the running container's root filesystem (for cp)."""
+        raise Unsupported(self.name, "cp")

@@ -1,29 +1,42 @@
-"""The native backend: ctr's own runtime (ctr.native), no daemon, no external runtime."""
+"""The native backend: ctr's own runtime (ctr.native), no daemon, no external runtime.
+
+A foreground `run` keeps the container itself: ctr is PID 1's parent. A detached
+container gets a monitor process instead (forked, then orphaned so that it
+outlives ctr), which keeps its logs and records how it ended. No command waits
+for the monitor while holding the container's lock, since the monitor takes it
+to write the exit.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
+import select
 import shutil
 import signal
 import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import Iterator
 
-from ctr.errors import CtrError, Unsupported
+from ctr.errors import Conflict, CtrError, NotFound, Unsupported
 from ctr.spec import ContainerSpec
 
-from .base import Backend, BackendInfo, check_mount_sources, resolve_process
+from . import logs
+from .base import Backend, BackendInfo, ExecSpec, Process, check_mount_sources, exit_status, resolve_process
 from .images import ImageStore
-from .records import RecordStore, process_start_time
+from .records import Record, RecordStore, process_start_time
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+MONITOR_EXIT_TIMEOUT = 10.0
 
 
-def exit_status(status: int) -> int:
-    """waitpid status -> Docker's exit code: the code itself, or 128+N for signal N."""
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.waitstatus_to_exitcode(status)
+@functools.lru_cache(maxsize=1)
+def _driver():
+    from ctr.native.cgroups import cgroup_driver
+
+    return cgroup_driver()
 
 
 class NativeBackend(Backend):
@@ -31,13 +44,11 @@ class NativeBackend(Backend):
 
     @classmethod
     def probe(cls) -> BackendInfo:
-        from ctr.native.cgroups import cgroup_driver
-
         versions = {"kernel": platform.release()}
         if os.geteuid() != 0:
             return BackendInfo(cls.name, False, "the native backend needs root (run ctr as root)", versions)
         try:
-            versions["cgroup"] = cgroup_driver().describe()
+            versions["cgroup"] = _driver().describe()
         except CtrError as exc:
             return BackendInfo(cls.name, False, str(exc), versions)
         if not _has_filesystem("overlay"):
@@ -49,66 +60,97 @@ class NativeBackend(Backend):
         self.records = RecordStore(self.paths)
         self.images = ImageStore(self.paths)
 
+    # ---- creating and starting -------------------------------------------------
+
     def check_spec(self, spec: ContainerSpec) -> None:
         if spec.network == "bridge":
             raise Unsupported(self.name, "--network bridge", "use --network none or host")
 
-    def run(self, spec: ContainerSpec) -> int:
-        from ctr.native.cgroups import Limits, cgroup_driver
-        from ctr.native.process import ProcessPlan, spawn
-        from ctr.native.rootfs import RootfsPlan
-        from ctr.native import caps, tty
-
+    def create(self, spec: ContainerSpec) -> Record:
+        """A container that exists (record, writable layer) but has no process yet."""
         self.check_spec(spec)
-        if spec.tty and spec.stdin and not os.isatty(0):
-            raise CtrError("the input device is not a TTY")
         image = self.images.get(spec.image)
         layers = self.images.layer_paths(image)
         check_mount_sources(spec)
-        driver = cgroup_driver()
         record = self.records.reserve(spec.name, self.name, spec.to_dict())
-        hostname = spec.hostname or record.short_id
-        process = resolve_process(spec.with_changes(hostname=hostname), image.config)
+        try:
+            hostname = spec.hostname or record.short_id
+            process = resolve_process(spec.with_changes(hostname=hostname), image.config)
+            record.image, record.image_digest = image.name, image.digest
+            record.extra = {"hostname": hostname, "layers": [str(p) for p in layers], "process": asdict(process)}
+            cdir = self.records.dir(record.name)
+            (cdir / "upper").mkdir()
+            (cdir / "work").mkdir()
+            self.records.save(record)
+        except BaseException:
+            self.records.remove(record.name)
+            raise
+        return record
+
+    def _launch(self, record: Record, stdio=(None, None, None), winsize: bytes | None = None):
+        """Cgroup, namespaces, root, exec: PID 1 of `record`, a child of the calling process."""
+        from ctr.native import caps
+        from ctr.native.cgroups import Limits
+        from ctr.native.process import Identity, ProcessPlan, spawn
+        from ctr.native.rootfs import RootfsPlan
+
+        spec = ContainerSpec.from_dict(record.spec)
+        process = Process(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.extra["process"].items()})
         cdir = self.records.dir(record.name)
-        rundir = self.paths.runtime / record.name
+        rootfs_dir = self.paths.runtime / record.name / "rootfs"
+        rootfs_dir.mkdir(parents=True, exist_ok=True)
+        driver = _driver()
+        cgroup = driver.create(f"ctr-{record.id}", Limits(spec.memory, spec.cpus, spec.pids_limit))
+        try:
+            plan = ProcessPlan(
+                identity=Identity(
+                    args=process.args, env=process.env, cwd=process.cwd, user=process.user,
+                    caps_mask=caps.mask(spec.capabilities()), tty=spec.tty, stdin=spec.stdin, winsize=winsize,
+                ),
+                hostname=record.extra["hostname"],
+                rootfs=RootfsPlan(
+                    rootfs=str(rootfs_dir),
+                    lower=tuple(record.extra["layers"]),
+                    upper=str(cdir / "upper"),
+                    work=str(cdir / "work"),
+                    mounts=spec.mounts,
+                    read_only=spec.read_only,
+                    cgroup_mounts=tuple(driver.container_mounts()),
+                ),
+                host_network=spec.network == "host",
+            )
+            started = spawn(plan, cgroup.add, stdio)
+        except BaseException:
+            cgroup.destroy()
+            shutil.rmtree(self.paths.runtime / record.name, ignore_errors=True)
+            raise
+        record.status, record.pid, record.started = "running", started.pid, time.time()
+        record.pid_start = process_start_time(started.pid)
+        record.cgroup, record.exit_code, record.finished, record.oom_killed = cgroup.name, None, None, False
+        return cgroup, started
+
+    def run(self, spec: ContainerSpec) -> int:
+        """Foreground: ctr is the keeper; stdio is ctr's own."""
+        from ctr.native import tty
+
+        if spec.tty and spec.stdin and not os.isatty(0):
+            raise CtrError("the input device is not a TTY")
+        record = self.create(spec)
         cgroup = None
         remove = spec.auto_remove
         # Signals to ctr are held from here on and go to the container once it exists.
         with SignalForwarder() as forwarder:
             try:
-                record.image, record.image_digest = image.name, image.digest
-                upper, work, rootfs_dir = cdir / "upper", cdir / "work", rundir / "rootfs"
-                for d in (upper, work, rootfs_dir):
-                    d.mkdir(parents=True, exist_ok=True)
-                cgroup = driver.create(f"ctr-{record.id}", Limits(spec.memory, spec.cpus, spec.pids_limit))
-                record.cgroup = cgroup.name
-                plan = ProcessPlan(
-                    args=process.args,
-                    env=process.env,
-                    cwd=process.cwd,
-                    user=process.user,
-                    hostname=hostname,
-                    caps_mask=caps.mask(spec.capabilities()),
-                    rootfs=RootfsPlan(
-                        rootfs=str(rootfs_dir),
-                        lower=tuple(str(p) for p in layers),
-                        upper=str(upper),
-                        work=str(work),
-                        mounts=spec.mounts,
-                        read_only=spec.read_only,
-                        cgroup_mounts=tuple(driver.container_mounts()),
-                    ),
-                    host_network=spec.network == "host",
-                    tty=spec.tty,
-                    stdin=spec.stdin,
-                    winsize=(tty.winsize(0) or tty.winsize(1)) if spec.tty else None,
-                )
-                started = spawn(plan, cgroup.add)
+                winsize = (tty.winsize(0) or tty.winsize(1)) if spec.tty else None
+                cgroup, started = self._launch(record, winsize=winsize)
                 forwarder.attach(started.pid)
-                record.status, record.pid, record.started = "running", started.pid, time.time()
-                record.pid_start = process_start_time(started.pid)
                 self.records.save(record)
-                status = self._wait(started, spec)
+                if started.master_fd is not None:
+                    try:
+                        tty.relay(started.master_fd, forward_stdin=spec.stdin)
+                    finally:
+                        os.close(started.master_fd)
+                _, status = os.waitpid(started.pid, 0)
                 record.exit_code = exit_status(status)
                 record.oom_killed = cgroup.oom_killed()
                 record.status, record.finished, record.pid = "exited", time.time(), None
@@ -119,26 +161,283 @@ class NativeBackend(Backend):
             finally:
                 if cgroup is not None:
                     cgroup.destroy()
-                shutil.rmtree(rundir, ignore_errors=True)
+                shutil.rmtree(self.paths.runtime / record.name, ignore_errors=True)
                 if remove:
                     self.records.remove(record.name)
                 else:
                     self.records.save(record)
 
-    def _wait(self, started, spec: ContainerSpec) -> int:
-        from ctr.native import tty
+    def start(self, name: str) -> None:
+        """Start a created or exited container in the background, under a monitor."""
+        with self.records.lock(name) as lock_fd:
+            record = self._refresh(self.records.load(name))
+            if record.status in ("running", "paused"):
+                raise Conflict(f"cannot start container {name}: it is {record.status}")
+            report_r, report_w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # double fork: the monitor is orphaned at once, so it is nobody's zombie
+                try:
+                    os.close(report_r)
+                    os.close(lock_fd)
+                    os.setsid()
+                    if os.fork() == 0:
+                        self._monitor(record, report_w)
+                finally:
+                    os._exit(0)
+            os.close(report_w)
+            os.waitpid(pid, 0)
+            with os.fdopen(report_r, "rb") as f:
+                report = f.read().decode(errors="replace")
+        if report != "ok":
+            code, _, message = report.partition(":")
+            from .. import errors
 
-        if started.master_fd is not None:
+            cls = {"127": errors.CommandNotFound, "126": errors.CommandNotExecutable}.get(code, CtrError)
+            raise cls(message or f"the monitor of container {name} died before it started")
+
+    def _monitor(self, record: Record, report_w: int) -> None:
+        """The monitor process: start PID 1, report to `ctr start`, keep logs, record the exit."""
+        from ctr.native import monitor
+
+        try:
+            for sig in (signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)
+            null = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):  # let go of ctr's terminal and pipes
+                os.dup2(null, fd)
+            os.close(null)
+            _close_fds_except(report_w)  # whoever started ctr must not wait on our copies of its fds
+            spec = ContainerSpec.from_dict(record.spec)
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            in_r = in_w = None
+            if spec.stdin:  # -d -i: stdin stays open, as Docker keeps it for a later attach
+                in_r, in_w = os.pipe()
+            cgroup, started = self._launch(record, stdio=(in_r, out_w, err_w))
+            for fd in (out_w, err_w, in_r):
+                if fd is not None:
+                    os.close(fd)
+            if started.master_fd is not None:
+                os.close(out_r)
+                os.close(err_r)
+                outputs = {started.master_fd: "stdout"}
+            else:
+                outputs = {out_r: "stdout", err_r: "stderr"}
+            record.extra["monitor_pid"] = os.getpid()
+            record.extra["monitor_start"] = process_start_time(os.getpid())
+            self.records.save(record)
+            os.write(report_w, b"ok")
+            os.close(report_w)
+            report_w = -1
+            status = monitor.run(started.pid, outputs, str(self.records.dir(record.name) / logs.LOG_FILE))
+            self._finish(record.name, cgroup, exit_status(status))
+        except BaseException as exc:
+            if report_w >= 0:
+                code = getattr(exc, "exit_code", 125)
+                os.write(report_w, f"{code}:{exc}".encode())
+        finally:
+            os._exit(0)
+
+    def _finish(self, name: str, cgroup, code: int) -> None:
+        oom = cgroup.oom_killed()
+        cgroup.destroy()
+        with self.records.lock(name):
             try:
-                tty.relay(started.master_fd, forward_stdin=spec.stdin)
-            finally:
-                os.close(started.master_fd)
-        _, status = os.waitpid(started.pid, 0)
-        return status
+                record = self.records.load(name)
+            except NotFound:
+                return  # removed meanwhile (rm -f)
+            record.status, record.exit_code, record.finished, record.oom_killed, record.pid = "exited", code, time.time(), oom, None
+            shutil.rmtree(self.paths.runtime / name, ignore_errors=True)
+            if record.spec.get("auto_remove"):
+                self.records.remove(name)
+            else:
+                self.records.save(record)
+
+    # ---- state -------------------------------------------------------------------
+
+    def _refresh(self, record: Record) -> Record:
+        """The record with its status read from the live system, not from what was last written."""
+        if record.status in ("running", "paused"):
+            if record.pid and process_start_time(record.pid) == record.pid_start:
+                record.status = "paused" if self._cgroup(record).frozen() else "running"
+            else:
+                record.status, record.pid = "exited", None  # its keeper died without recording the end
+        return record
+
+    def _cgroup(self, record: Record):
+        return _driver().open(record.cgroup)
+
+    def _running(self, name: str, doing: str) -> Record:
+        record = self._refresh(self.records.load(name))
+        if record.status != "running":
+            if record.status == "paused":
+                raise Conflict(f"cannot {doing} container {name}: it is paused, unpause it first")
+            raise Conflict(f"cannot {doing} container {name}: it is not running")
+        return record
+
+    def get(self, name: str) -> Record:
+        return self._refresh(self.records.load(name))
+
+    def list(self) -> list[Record]:
+        return [self._refresh(r) for r in self.records.list() if r.backend == self.name]
+
+    # ---- stopping and removing -----------------------------------------------------
+
+    def stop(self, name: str, timeout: float = 10) -> None:
+        """SIGTERM, then SIGKILL after `timeout` seconds, as `docker stop`."""
+        record = self.get(name)
+        if record.status not in ("running", "paused"):
+            return
+        if not self._signal_and_wait(record, signal.SIGTERM, timeout):
+            self._signal_and_wait(record, signal.SIGKILL, MONITOR_EXIT_TIMEOUT)
+        self._wait_monitor(record, MONITOR_EXIT_TIMEOUT)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        record = self.get(name)
+        if record.status not in ("running", "paused"):
+            raise Conflict(f"cannot kill container {name}: it is not running")
+        self._signal_and_wait(record, sig, 0)
+
+    def _signal_and_wait(self, record: Record, sig: int, timeout: float) -> bool:
+        """Signal PID 1 (thawing a paused container so it can act), wait up to `timeout` for it to exit."""
+        from ctr.native.syscalls import pidfd_open
+
+        try:
+            pidfd = pidfd_open(record.pid)
+        except ProcessLookupError:
+            return True
+        try:
+            if process_start_time(record.pid) != record.pid_start:
+                return True  # the pid was reused: our container is gone
+            signal.pidfd_send_signal(pidfd, sig)
+            if record.status == "paused":
+                self._cgroup(record).thaw()
+            return bool(select.select([pidfd], [], [], timeout)[0]) if timeout else False
+        finally:
+            os.close(pidfd)
+
+    def _wait_monitor(self, record: Record, timeout: float | None) -> None:
+        """Until the monitor has recorded the exit (it exits right after)."""
+        from ctr.native.syscalls import pidfd_open
+
+        pid = record.extra.get("monitor_pid")
+        if not pid:
+            return
+        try:
+            pidfd = pidfd_open(pid)
+        except ProcessLookupError:
+            return
+        try:
+            if process_start_time(pid) == record.extra.get("monitor_start"):
+                select.select([pidfd], [], [], timeout)
+        finally:
+            os.close(pidfd)
+
+    def wait(self, name: str) -> int:
+        record = self.get(name)
+        if record.status in ("running", "paused"):
+            self._wait_monitor(record, None)
+            try:
+                record = self.records.load(name)
+            except NotFound:
+                raise NotFound(f"container {name} was removed when it exited (--rm)") from None
+        if record.exit_code is None:
+            raise CtrError(f"container {name} has no exit code: {'it never ran' if record.status == 'created' else 'its monitor died'}")
+        return record.exit_code
+
+    def remove(self, name: str, force: bool = False) -> None:
+        record = self.get(name)
+        if record.status in ("running", "paused"):
+            if not force:
+                raise Conflict(f"cannot remove container {name}: it is {record.status}: stop it first or use --force")
+            self._signal_and_wait(record, signal.SIGKILL, MONITOR_EXIT_TIMEOUT)
+            self._wait_monitor(record, MONITOR_EXIT_TIMEOUT)
+        with self.records.lock(name):
+            if record.cgroup:
+                try:
+                    self._cgroup(record).destroy()  # left behind when the keeper was killed
+                except NotFound:
+                    pass
+            shutil.rmtree(self.paths.runtime / name, ignore_errors=True)
+            self.records.remove(name)
+
+    # ---- inside a running container ------------------------------------------------
+
+    def exec(self, name: str, spec: ExecSpec) -> int:
+        from ctr.native import caps, tty
+        from ctr.native.process import ExecPlan, Identity, enter
+
+        if spec.tty and spec.stdin and not os.isatty(0):
+            raise CtrError("the input device is not a TTY")
+        record = self._running(name, "exec in")
+        cspec = ContainerSpec.from_dict(record.spec)
+        process = record.extra["process"]
+        from .base import merge_env
+
+        identity = Identity(
+            args=tuple(spec.args),
+            env=merge_env(process["env"], spec.env),
+            cwd=spec.workdir or process["cwd"],
+            user=spec.user if spec.user is not None else process["user"],
+            caps_mask=caps.mask(cspec.capabilities()),
+            tty=spec.tty,
+            stdin=spec.stdin,
+            winsize=(tty.winsize(0) or tty.winsize(1)) if spec.tty else None,
+        )
+        cgroup = self._cgroup(record)
+        with SignalForwarder() as forwarder:
+            started = enter(ExecPlan(identity, record.pid), cgroup.add)
+            forwarder.attach(started.pid)
+            if started.master_fd is not None:
+                try:
+                    tty.relay(started.master_fd, forward_stdin=spec.stdin)
+                finally:
+                    os.close(started.master_fd)
+            _, status = os.waitpid(started.pid, 0)
+        return exit_status(status)
+
+    def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[logs.LogEntry]:
+        record = self.records.load(name)
+        path = self.records.dir(record.name) / logs.LOG_FILE
+        if not path.exists():
+            path.touch()
+        size = path.stat().st_size
+        yield from logs.read(path, tail)
+        if follow:
+            yield from logs.follow(path, size, lambda: self.get(name).status in ("running", "paused"))
+
+    def pause(self, name: str) -> None:
+        self._cgroup(self._running(name, "pause")).freeze()
+
+    def unpause(self, name: str) -> None:
+        record = self.get(name)
+        if record.status != "paused":
+            raise Conflict(f"cannot unpause container {name}: it is not paused")
+        self._cgroup(record).thaw()
+
+    def stats(self, name: str) -> dict:
+        record = self.get(name)
+        if record.status not in ("running", "paused"):
+            raise Conflict(f"cannot read stats of container {name}: it is not running")
+        return self._cgroup(record).stats()
+
+    def inspect(self, name: str) -> dict:
+        record = self.get(name)
+        return {
+            "raw": {"record": asdict(record), "runtime_dir": str(self.paths.runtime / name)},
+            "rootfs": {"type": "overlay", "lower": record.extra.get("layers", []),
+                       "upper": str(self.records.dir(name) / "upper")},
+            "cgroup": record.cgroup if record.status in ("running", "paused") else "",
+        }
+
+    def root_path(self, name: str) -> Path:
+        """Where the running container's root can be reached from the host."""
+        record = self._running(name, "reach the files of")
+        return Path(f"/proc/{record.pid}/root")
 
 
 class SignalForwarder:
-    """Pass the signals ctr receives to the container's PID 1, from before it exists:
+    """Pass the signals ctr receives to the container's process, from before it exists:
     a signal that arrives while the container is being set up is held and delivered
     as soon as its pid is known, so Ctrl-C never leaves a half-made container."""
 
@@ -173,6 +472,16 @@ class SignalForwarder:
             os.kill(self.pid, signum)
         except ProcessLookupError:
             pass
+
+
+def _close_fds_except(*keep: int) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the directory listing's own fd
 
 
 def _has_filesystem(name: str) -> bool:

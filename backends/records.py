@@ -118,14 +118,17 @@ class RecordStore:
         shutil.rmtree(self.dir(name), ignore_errors=True)
 
     @contextmanager
-    def lock(self, name: str) -> Iterator[None]:
-        """Serialize changes to one container across ctr processes (liblxc's lxclock idea)."""
+    def lock(self, name: str) -> Iterator[int]:
+        """Serialize changes to one container across ctr processes (liblxc's lxclock idea).
+
+        Yields the lock's fd: a process forked while holding it shares the lock and must
+        close that fd, or it would hold the lock for as long as it lives."""
         lock_dir = self.paths.run / "locks"
         lock_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_dir / validate_name(name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            yield fd
         finally:
             os.close(fd)
 

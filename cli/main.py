@@ -8,27 +8,14 @@ one-line messages with Docker's exit codes (125 for ctr's own errors).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 import click
 
 from ctr.backends.paths import Paths
 
-from .options import CtrExit, build_spec, errors_to_exit, spec_options
-
-
-@dataclass
-class Context:
-    backend_name: str
-    paths: Paths
-
-    def backend(self):
-        from ctr.backends import get_backend
-
-        return get_backend(self.backend_name, self.paths)
-
-
-pass_context = click.make_pass_decorator(Context)
+from .containers import containers_group
+from .explain import explain
+from .options import Context, CtrExit, build_spec, errors_to_exit, pass_obj, spec_options
 
 
 @click.group(context_settings={"help_option_names": ["--help"]})
@@ -49,16 +36,35 @@ def cli(ctx: click.Context, backend: str, root: str | None) -> None:
 
 
 @cli.command(context_settings={"allow_interspersed_args": False})
+@click.option("-d", "--detach", is_flag=True, help="Run in the background and print the container ID.")
 @spec_options
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-@pass_context
+@pass_obj
 @errors_to_exit
-def run(obj: Context, image: str, command: tuple[str, ...], **opts) -> None:
-    """Run COMMAND in a new container from IMAGE, in the foreground."""
+def run(obj: Context, detach: bool, image: str, command: tuple[str, ...], **opts) -> None:
+    """Run COMMAND in a new container from IMAGE (in the foreground unless -d)."""
     spec = build_spec(image, command, **opts)
-    code = obj.backend().run(spec)
-    sys.exit(code)
+    if detach:
+        click.echo(obj.backend().run_detached(spec).id)
+        return
+    sys.exit(obj.backend().run(spec))
+
+
+@cli.command(context_settings={"allow_interspersed_args": False})
+@spec_options
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_obj
+@errors_to_exit
+def create(obj: Context, image: str, command: tuple[str, ...], **opts) -> None:
+    """Create a container from IMAGE without starting it; print its ID."""
+    click.echo(obj.backend().create(build_spec(image, command, **opts)).id)
+
+
+for _command in containers_group:
+    cli.add_command(_command)
+cli.add_command(explain)
 
 
 @cli.command()

@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import click
 
+from ctr.backends.paths import Paths
+
 from ctr.errors import CtrError
 from ctr.spec import ContainerSpec, parse_cpus, parse_env, parse_label, parse_memory, parse_pids_limit, parse_volume
+
+@dataclass
+class Context:
+    """What every command gets: the backend chosen with --backend, and the state root."""
+
+    backend_name: str
+    paths: Paths
+
+    def backend(self):
+        from ctr.backends import get_backend
+
+        return get_backend(self.backend_name, self.paths)
+
+
+pass_obj = click.make_pass_decorator(Context)
 
 _SPEC_OPTIONS = [
     click.option("--name", help="Name the container (generated when absent)."),
