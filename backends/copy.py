@@ -16,33 +16,37 @@ from pathlib import Path
 from ctr.errors import CtrError, NotFound
 
 
-def _in_chroot(root: Path, fn) -> int:
-    """Fork; in the child chroot into `root` and run fn(); return the child's pid."""
+def _in_chroot(root: Path, fn) -> tuple[int, int]:
+    """Fork; in the child chroot into `root` and run fn(). Returns (pid, fd of its error report)."""
+    err_r, err_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
+            os.close(err_r)
             os.chroot(root)
             os.chdir("/")
             fn()
             code = 0
         except FileNotFoundError as exc:
-            os.write(2, f"ctr: no such file or directory in container: {exc.filename}\n".encode())
-            code = 3
+            os.write(err_w, f"no such file or directory in the container: {exc.filename}".encode())
         except BaseException as exc:  # the child must never return into the caller
-            os.write(2, f"ctr: {exc}\n".encode())
+            os.write(err_w, f"{getattr(exc, 'strerror', None) or exc}".encode())
         finally:
             os._exit(code)
-    return pid
+    os.close(err_w)
+    return pid, err_r
 
 
-def _join(pid: int, what: str) -> None:
+def _join(child: tuple[int, int], what: str) -> None:
+    pid, err_r = child
+    with os.fdopen(err_r, "rb") as f:
+        message = f.read().decode(errors="replace")
     _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    if code == 3:
-        raise NotFound(f"could not find {what} in the container")
-    if code != 0:
-        raise CtrError(f"copying {what} failed")
+    if os.waitstatus_to_exitcode(status) != 0:
+        if message.startswith("no such file"):
+            raise NotFound(message)
+        raise CtrError(f"copying {what} failed: {message or 'unknown error'}")
 
 
 def copy_out(root: Path, src: str, dst: str) -> None:
@@ -58,7 +62,7 @@ def copy_out(root: Path, src: str, dst: str) -> None:
         with os.fdopen(w, "wb") as out, tarfile.open(fileobj=out, mode="w|") as tar:
             tar.add(src, arcname=os.path.basename(src.rstrip("/")) or ".")
 
-    pid = _in_chroot(root, pack)
+    child = _in_chroot(root, pack)
     os.close(w)
     with os.fdopen(r, "rb") as inp:
         try:
@@ -70,7 +74,7 @@ def copy_out(root: Path, src: str, dst: str) -> None:
                     tar.extract(member, target_dir, filter="data")
         except tarfile.ReadError:
             pass  # the child failed before writing anything; _join says why
-    _join(pid, src)
+    _join(child, src)
 
 
 def copy_in(root: Path, src: str, dst: str) -> None:
@@ -93,11 +97,11 @@ def copy_in(root: Path, src: str, dst: str) -> None:
                 # Inside the chroot the "data" filter still refuses links out of target_dir.
                 tar.extract(member, target_dir, filter="data")
 
-    pid = _in_chroot(root, unpack)
+    child = _in_chroot(root, unpack)
     os.close(r)
     try:
         with os.fdopen(w, "wb") as out, tarfile.open(fileobj=out, mode="w|") as tar:
             tar.add(src, arcname=os.path.basename(src.rstrip("/")) or ".")
     except BrokenPipeError:
         pass  # the child stopped reading; _join says why
-    _join(pid, dst)
+    _join(child, dst)

@@ -12,8 +12,10 @@ Unpacked layers live under `paths.layers/<diff_id hex>`, one directory per
 layer, in the form overlayfs wants for a lowerdir (whiteouts as 0:0 character
 devices, opaque directories marked with an xattr).
 
-There is no registry client: `busybox` (= `busybox:latest`) is built on first
-use from the host's static busybox; other images come in through create().
+`busybox` (= `busybox:latest`) is built on first use from the host's static
+busybox; other images come in through create(), or through an Ingest
+(image_import: import of archives and layouts; registry: pull), which stages
+verified blobs beside the store and publishes them all at once on commit.
 
 Writers take the flock and publish with os.replace, so readers never lock and
 never see a partial blob or index. Heavy stdlib modules (tarfile, subprocess)
@@ -34,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO, Iterator, Sequence
 
-from ctr.errors import CtrError, InvalidSpec, NotFound
+from ctr.errors import Conflict, CtrError, InvalidSpec, NotFound
 
 from .paths import Paths
 
@@ -43,9 +45,18 @@ MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
 MEDIA_LAYER_GZIP = MEDIA_LAYER + "+gzip"
-# Docker's schema2 equivalents, accepted when reading a layout another tool wrote.
+MEDIA_LAYER_ZSTD = MEDIA_LAYER + "+zstd"
+# Docker's schema2 equivalents, accepted when reading a layout another tool wrote or pulling.
 MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MEDIA_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+MEDIA_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
+MEDIA_DOCKER_LAYER_GZIP = MEDIA_DOCKER_LAYER + ".gzip"
 MANIFEST_TYPES = (MEDIA_MANIFEST, MEDIA_DOCKER_MANIFEST)
+INDEX_TYPES = (MEDIA_INDEX, MEDIA_DOCKER_LIST)
+LAYER_TYPES = (MEDIA_LAYER, MEDIA_LAYER_GZIP, MEDIA_LAYER_ZSTD, MEDIA_DOCKER_LAYER, MEDIA_DOCKER_LAYER_GZIP,
+               "application/vnd.oci.image.layer.nondistributable.v1.tar",
+               "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip")
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
 
 BUILTIN_REF = "busybox:latest"
@@ -133,6 +144,129 @@ def split_ref(normalized: str) -> tuple[str, str, str]:
     return name, "", digest
 
 
+def full_ref(normalized: str) -> str:
+    """The fully qualified form containerd writes: 'busybox:latest' -> 'docker.io/library/busybox:latest'."""
+    name, tag, digest = split_ref(normalized)
+    first, slash, _ = name.partition("/")
+    if not (slash and ("." in first or ":" in first or first == "localhost")):
+        name = "docker.io/" + (name if slash else "library/" + name)
+    return name + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
+
+
+# --- platforms --------------------------------------------------------------------------
+
+
+def host_platform() -> dict[str, str]:
+    """This machine as an OCI platform: {'os': 'linux', 'architecture': 'amd64'} (+ 'variant' on ARM)."""
+    import platform
+
+    machine = platform.machine()
+    out = {"os": "linux", "architecture": _MACHINE_ARCH.get(machine, machine)}
+    variant = {"aarch64": "v8", "armv7l": "v7", "armv6l": "v6"}.get(machine)
+    if variant:
+        out["variant"] = variant
+    return out
+
+
+def platform_text(p: dict | None) -> str:
+    if not p:
+        return "unknown"
+    return "/".join(x for x in (p.get("os", "?"), p.get("architecture", "?"), p.get("variant", "")) if x)
+
+
+def choose_platform(descriptors: Sequence[dict], what: str, host: dict | None = None) -> dict:
+    """The descriptor of an index (or manifest list) that fits this machine.
+
+    os and architecture must match; an exact variant beats a missing one
+    (arm64 images often omit 'v8'). Attestation manifests (platform
+    unknown/unknown) never match. A lone descriptor without a platform is taken.
+    """
+    host = host or host_platform()
+    if len(descriptors) == 1 and not descriptors[0].get("platform"):
+        return descriptors[0]
+    best, best_score = None, 0
+    for desc in descriptors:
+        p = desc.get("platform") or {}
+        if p.get("os") != host["os"] or p.get("architecture") != host["architecture"]:
+            continue
+        variant = p.get("variant", "")
+        score = 2 if variant == host.get("variant", "") else 1 if not variant else 0
+        if score > best_score:
+            best, best_score = desc, score
+    if best is None:
+        offered = ", ".join(sorted({platform_text(d.get("platform")) for d in descriptors})) or "nothing"
+        raise NotFound(f"{what} has no image for this machine's platform {platform_text(host)} (it has {offered})")
+    return best
+
+
+# --- checking untrusted manifests and configs -------------------------------------------
+
+MANIFEST_LIMIT = 4 << 20  # what distribution accepts for a manifest
+CONFIG_LIMIT = 16 << 20
+
+
+def _check_descriptor(desc: object, what: str) -> dict:
+    if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str):
+        raise CtrError(f"{what}: malformed descriptor {str(desc)[:80]!r}")
+    if not _SHA256_RE.fullmatch(desc["digest"]):
+        raise CtrError(f"{what}: unsupported digest {desc['digest'][:80]!r}: only sha256 is supported")
+    size = desc.get("size", 0)
+    if not isinstance(size, int) or size < 0:
+        raise CtrError(f"{what}: descriptor {desc['digest']} has a bad size {size!r}")
+    return desc
+
+
+def parse_json(data: bytes, what: str) -> dict:
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CtrError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise CtrError(f"{what} is not a JSON object")
+    return doc
+
+
+def check_index(doc: dict, what: str) -> list[dict]:
+    """The descriptors of an OCI index or Docker manifest list, each checked."""
+    manifests = doc.get("manifests")
+    if not isinstance(manifests, list):
+        raise CtrError(f"{what} has no 'manifests' list")
+    return [_check_descriptor(d, what) for d in manifests]
+
+
+def check_manifest(doc: dict, what: str) -> tuple[dict, list[dict]]:
+    """(config descriptor, layer descriptors) of an image manifest, refusing what ctr cannot run."""
+    if doc.get("schemaVersion") == 1:
+        raise CtrError(f"{what} is a Docker schema 1 manifest, which ctr does not support")
+    if doc.get("schemaVersion") != 2:
+        raise CtrError(f"{what} is not a schema 2 image manifest")
+    config = _check_descriptor(doc.get("config"), what)
+    if config.get("mediaType", MEDIA_CONFIG) not in (MEDIA_CONFIG, MEDIA_DOCKER_CONFIG):
+        raise CtrError(f"{what} is not a container image: its config is a {config.get('mediaType')}")
+    layers = doc.get("layers")
+    if not isinstance(layers, list):
+        raise CtrError(f"{what} has no 'layers' list")
+    for layer in layers:
+        _check_descriptor(layer, what)
+        media = layer.get("mediaType", MEDIA_LAYER)
+        if media not in LAYER_TYPES:
+            raise CtrError(f"{what}: layer {layer['digest']} has the unsupported media type {media}")
+    return config, layers
+
+
+def check_config(doc: dict, layers: int, what: str) -> list[str]:
+    """The diff_ids of an image config, one per layer, each a sha256 digest."""
+    rootfs = doc.get("rootfs")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list) or not all(isinstance(d, str) and _SHA256_RE.fullmatch(d) for d in diff_ids):
+        raise CtrError(f"{what} has no valid rootfs.diff_ids")
+    if len(diff_ids) != layers:
+        raise CtrError(f"{what} lists {len(diff_ids)} diff_ids for {layers} layers")
+    if doc.get("config") is not None and not isinstance(doc.get("config"), dict):
+        raise CtrError(f"{what} has a malformed 'config' member")
+    return diff_ids
+
+
 # --- the image --------------------------------------------------------------------------
 
 
@@ -186,6 +320,8 @@ class Image:
     os: str = ""
     size: int = 0  # bytes of the layer blobs
     labels: tuple[tuple[str, str], ...] = ()  # the config's Labels, sorted
+    created: str = ""  # the config's "created" (RFC 3339), "" when absent
+    media_type: str = MEDIA_MANIFEST  # of the manifest: OCI, or Docker's schema 2 as pulled
 
     @property
     def id(self) -> str:
@@ -252,6 +388,27 @@ def _unlink_quiet(path: str | os.PathLike) -> None:
         pass
 
 
+def _remove_if_abandoned(staging: Path) -> None:
+    """Remove an ingest directory whose owner is gone (its flock is free); keep live ones."""
+    import shutil
+
+    try:
+        fd = os.open(staging / ".lock", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    except NotADirectoryError:
+        _unlink_quiet(staging)
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # an import or pull in progress
+    finally:
+        os.close(fd)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
 class _HashingReader:
     """A read-only file wrapper that hashes (sha256) and counts what passes through."""
 
@@ -283,6 +440,27 @@ def _sniff_compression(head: bytes) -> str:
     return ""
 
 
+ZSTD_HINT = "pip install zstandard (or ctr[zstd])"
+
+
+def decompressed(f: IO[bytes], kind: str, what: str) -> IO[bytes]:
+    """A reader of the uncompressed bytes of `f`, compressed as `kind` ('', 'gzip', 'zstd').
+
+    zstd needs the optional `zstandard` package, imported only here.
+    """
+    import gzip
+
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
+    if kind == "zstd":
+        try:
+            import zstandard
+        except ImportError:
+            raise CtrError(f"{what} is zstd-compressed, which needs the zstandard package: {ZSTD_HINT}") from None
+        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)  # type: ignore[return-value]
+    return f
+
+
 @contextmanager
 def _open_layer(path: Path, what: str) -> Iterator[tuple[_HashingReader, _HashingReader]]:
     """Open a layer blob; yields (blob reader, uncompressed tar reader), both hashing.
@@ -290,8 +468,6 @@ def _open_layer(path: Path, what: str) -> Iterator[tuple[_HashingReader, _Hashin
     Compression is sniffed from the content, so a `+gzip` layer works whatever
     media type it was filed under.
     """
-    import gzip
-
     try:
         f = open(path, "rb")
     except FileNotFoundError:
@@ -300,11 +476,9 @@ def _open_layer(path: Path, what: str) -> Iterator[tuple[_HashingReader, _Hashin
         kind = _sniff_compression(f.read(4))
         f.seek(0)
         blob = _HashingReader(f)
-        if kind == "zstd":
-            raise CtrError(f"layer {path.name} of {what} is zstd-compressed, which ctr cannot read")
-        if kind == "gzip":
-            with gzip.GzipFile(fileobj=blob, mode="rb") as gz:  # type: ignore[arg-type]
-                yield blob, _HashingReader(gz)  # type: ignore[arg-type]
+        if kind:
+            with decompressed(blob, kind, f"layer {path.name} of {what}") as plain:  # type: ignore[arg-type]
+                yield blob, _HashingReader(plain)
         else:
             yield blob, blob
 
@@ -483,10 +657,77 @@ def extract_layer(fileobj: IO[bytes], dest: str | os.PathLike, *, layer: str = "
     return reader.digest
 
 
+def scan_layer(fileobj: IO[bytes], *, layer: str, allow_devices: bool = False) -> str:
+    """Check an untrusted uncompressed layer tar without unpacking it; returns its diff_id.
+
+    Done when an image comes in (import, pull), so a hostile archive is refused
+    before anything is stored, with the member named. Refused: absolute names
+    and '..' components; members that go through a symlink of the same layer;
+    hard links whose target leaves the layer; symlinks whose relative target
+    climbs above the layer root (absolute targets are kept: the container
+    resolves them inside its own root, as /bin/sh -> /bin/busybox wants);
+    character and block devices unless `allow_devices` (ctr's own export, see
+    image_import.export_is_trusted). extract_layer repeats the path checks at
+    unpack time, since blobs can also come from create().
+    """
+    import tarfile
+
+    reader = _HashingReader(fileobj)
+    symlinks: set[str] = set()
+    try:
+        with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+            for member in tar:
+                parts = _member_parts(member.name, layer)
+                path = "/".join(parts)
+                for i in range(1, len(parts)):
+                    if "/".join(parts[:i]) in symlinks:
+                        raise CtrError(f"unsafe layer {layer}: {member.name!r} goes through the symlink {parts[i - 1]!r}")
+                if member.issym():
+                    target = member.linkname
+                    if not target:
+                        raise CtrError(f"unsafe layer {layer}: symlink {member.name!r} has an empty target")
+                    if not target.startswith("/"):
+                        depth = len(parts) - 1
+                        for comp in target.split("/"):
+                            depth += -1 if comp == ".." else 0 if comp in ("", ".") else 1
+                            if depth < 0:
+                                raise CtrError(f"unsafe layer {layer}: symlink {member.name!r} -> {target!r} "
+                                               "leads outside the image root")
+                    symlinks.add(path)
+                    continue
+                symlinks.discard(path)
+                if member.islnk():
+                    target_parts = _member_parts(member.linkname, layer, "hard link target")
+                    if not target_parts:
+                        raise CtrError(f"unsafe layer {layer}: hard link {member.name!r} points at the root")
+                    for i in range(1, len(target_parts)):
+                        if "/".join(target_parts[:i]) in symlinks:
+                            raise CtrError(f"unsafe layer {layer}: hard link {member.name!r} -> {member.linkname!r} "
+                                           f"goes through the symlink {target_parts[i - 1]!r}")
+                elif (member.ischr() or member.isblk()) and not allow_devices:
+                    kind = "character" if member.ischr() else "block"
+                    raise CtrError(f"unsafe layer {layer}: {member.name!r} is a {kind} device "
+                                   f"{member.devmajor}:{member.devminor}; ctr accepts device nodes only from its own "
+                                   "exports made by root")
+                elif not (member.isreg() or member.isdir() or member.isfifo() or member.ischr() or member.isblk()):
+                    raise CtrError(f"unsafe layer {layer}: {member.name!r} has the unknown tar type {member.type!r}")
+            reader.drain()  # the diff_id covers the end-of-archive blocks too
+    except CtrError:
+        raise
+    except Exception as exc:  # tarfile, gzip, zlib, zstandard errors, EOFError: a broken stream, whatever the layer
+        raise CtrError(f"layer {layer} is corrupt or truncated: {_describe(exc)}") from None
+    return reader.digest
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:1].lower() + text[1:]
+
+
 # --- the built-in busybox ---------------------------------------------------------------
 
 _ELF_ARCH = {3: "386", 8: "mips", 21: "ppc64", 22: "s390x", 40: "arm", 62: "amd64", 183: "arm64", 243: "riscv64"}
-_MACHINE_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "i686": "386", "i386": "386", "armv7l": "arm",
+_MACHINE_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "i686": "386", "i386": "386", "armv7l": "arm", "armv6l": "arm",
                  "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 
 
@@ -636,8 +877,8 @@ class ImageStore:
                     self._build_busybox()
                     image = self._lookup(name)
         if image is None:
-            raise NotFound(f"image {name!r} not found in {self.root}: ctr does not pull from registries; "
-                           f"use the built-in busybox, or create or tag the image first")
+            raise NotFound(f"image {name!r} not found in {self.root}: pull it (ctr image pull), import it "
+                           f"(ctr image import) or tag an image as {name!r}")
         return image
 
     def list(self) -> list[Image]:
@@ -661,6 +902,59 @@ class ImageStore:
         if verify and "sha256:" + hashlib.sha256(data).hexdigest() != digest:
             raise CtrError(f"blob {digest} in {self.blobs} is corrupt: its content has another digest")
         return data
+
+    def manifest(self, image: Image) -> bytes:
+        """The manifest blob of `image`, byte for byte (its digest is image.digest)."""
+        return self.read_blob(image.digest)
+
+    def inspect(self, image: Image) -> dict:
+        """What `ctr image inspect` prints: digests, the config's "config", layers, size, history."""
+        manifest = json.loads(self.manifest(image))
+        config = json.loads(self.read_blob(image.config_digest))
+        return {
+            "name": image.name,
+            "id": image.id,
+            "digest": image.digest,
+            "media_type": image.media_type,
+            "created": image.created,
+            "architecture": image.architecture,
+            "os": image.os,
+            "size": image.size,
+            "config": config.get("config") or {},
+            "layers": [{"digest": layer["digest"], "diff_id": diff_id, "size": layer.get("size", 0),
+                        "media_type": layer.get("mediaType", "")}
+                       for layer, diff_id in zip(manifest.get("layers") or [], image.diff_ids)],
+            "history": config.get("history") or [],
+        }
+
+    def ingest(self) -> "Ingest":
+        """A staging area for blobs coming in; use as a context manager, then commit()."""
+        return Ingest(self)
+
+    def users(self, image: Image) -> list[str]:
+        """Names of the containers (any state) whose record says they run `image`."""
+        from .records import RecordStore
+
+        return [r.name for r in RecordStore(self.paths).list()
+                if r.image == image.name or (r.image_digest and r.image_digest == image.digest)]
+
+    def remove_checked(self, ref: str, force: bool = False) -> Image:
+        """remove(), refused while a container uses the image and no other name keeps it (docker rmi).
+
+        With `force` the name goes anyway: containers keep running from their
+        unpacked layers, which remove() never deletes.
+        """
+        image = self._lookup(normalize_ref(ref))  # not get(): removing busybox must not build it first
+        if image is None:
+            raise NotFound(f"image {normalize_ref(ref)!r} not found in {self.root}: nothing to remove")
+        if not force:
+            others = [i.name for i in self.list() if i.digest == image.digest and i.name != image.name]
+            users = self.users(image)
+            if users and not others:
+                raise Conflict(f"image {image.name!r} is used by container{'s' if len(users) > 1 else ''} "
+                               f"{', '.join(users)}: remove {'them' if len(users) > 1 else 'it'} first, or use -f")
+        self.remove(image.name)
+        return image
 
     # layers
 
@@ -750,7 +1044,7 @@ class ImageStore:
             raise InvalidSpec(f"cannot tag {image.name!r} as {name!r}: a tag cannot contain a digest")
         with self._lock():
             manifest = self.read_blob(image.digest)
-            entry = self._entry(name, image.digest, len(manifest), image.architecture, image.os)
+            entry = self._entry(name, image.digest, len(manifest), image.architecture, image.os, image.media_type)
             self._set_index_entry(name, entry)
         return self._lookup(name)  # type: ignore[return-value]
 
@@ -788,6 +1082,8 @@ class ImageStore:
             # Blobs are only written under this lock, so a temp file now is a crashed writer's.
             for stale in self.blobs.glob(".tmp-*"):
                 _unlink_quiet(stale)
+            for staging in self.root.glob(".ingest-*"):
+                _remove_if_abandoned(staging)
             yield
 
     def _read_index(self) -> dict:
@@ -836,6 +1132,8 @@ class ImageStore:
             os=doc.get("os", ""),
             size=sum(int(layer.get("size", 0)) for layer in layers),
             labels=tuple(sorted(((doc.get("config") or {}).get("Labels") or {}).items())),
+            created=str(doc.get("created") or ""),
+            media_type=media,
         )
 
     def _put_blob_stream(self, src: IO[bytes], expected: str | None = None) -> tuple[str, int]:
@@ -877,9 +1175,9 @@ class ImageStore:
         return {"digest": digest, "size": size}
 
     @staticmethod
-    def _entry(name: str, digest: str, size: int, arch: str, os_: str) -> dict:
+    def _entry(name: str, digest: str, size: int, arch: str, os_: str, media: str = MEDIA_MANIFEST) -> dict:
         return {
-            "mediaType": MEDIA_MANIFEST,
+            "mediaType": media,
             "digest": digest,
             "size": size,
             "annotations": {REF_ANNOTATION: name},
@@ -946,11 +1244,12 @@ class ImageStore:
 
     # export
 
-    def export_docker_archive(self, image: Image, out: BinaryIO) -> None:
+    def export_docker_archive(self, image: Image, out: BinaryIO, *, extra: dict | None = None) -> None:
         """Write `image` as a docker-archive tar (what `docker save` writes, `docker load` reads).
 
         manifest.json, the config as <hex>.json, each layer uncompressed as
         <diff_id hex>/layer.tar, and `repositories`. `out` may be a pipe.
+        `extra` adds members to the manifest.json entry (docker load ignores them).
         """
         import io
         import tarfile
@@ -965,7 +1264,8 @@ class ImageStore:
         _, tag, digest = split_ref(image.name)
         repo_tags = [image.name] if tag and not digest else []
         layer_names = [f"{_hex(d)}/layer.tar" for d in image.diff_ids]
-        manifest = [{"Config": f"{_hex(image.config_digest)}.json", "RepoTags": repo_tags, "Layers": layer_names}]
+        manifest = [{"Config": f"{_hex(image.config_digest)}.json", "RepoTags": repo_tags, "Layers": layer_names,
+                     **(extra or {})}]
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             add(tar, f"{_hex(image.config_digest)}.json", len(config), io.BytesIO(config))
             done: set[str] = set()
@@ -994,6 +1294,229 @@ class ImageStore:
                 add(tar, "repositories", *_sized(json.dumps(repositories).encode()))
 
 
+class Ingest:
+    """Blobs staged for one import or pull, beside the store, until commit() publishes them.
+
+    A directory `.ingest-*` in the store root holds the verified blobs; its
+    flock tells a live ingest from one whose process died (the store's lock
+    removes the latter). Nothing reaches blobs/ or index.json before commit(),
+    and close() removes the directory, so a failed import leaves nothing.
+    """
+
+    def __init__(self, store: ImageStore) -> None:
+        import tempfile
+
+        self.store = store
+        with store._lock():  # created under the store lock, so the stale-ingest sweep never sees it unlocked
+            self.dir = Path(tempfile.mkdtemp(dir=store.root, prefix=".ingest-"))
+            self._lock_fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+
+    def __enter__(self) -> "Ingest":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        import shutil
+
+        if self._lock_fd >= 0:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def temp_file(self, suffix: str = "") -> Path:
+        """A path for scratch data (a spooled or decompressed archive), removed with the ingest."""
+        import tempfile
+
+        fd, path = tempfile.mkstemp(dir=self.dir, prefix=".scratch-", suffix=suffix)
+        os.close(fd)
+        return Path(path)
+
+    # blobs
+
+    def path(self, digest: str) -> Path | None:
+        """Where the blob is: staged here, already in the store, or None."""
+        for path in (self.dir / _hex(digest), self.store.blob_path(digest)):
+            if path.is_file():
+                return path
+        return None
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest) is not None
+
+    def add_blob(self, src: IO[bytes], *, what: str, expected: str | None = None, size: int | None = None,
+                 limit: int | None = None) -> tuple[str, int]:
+        """Stream `src` into a staged blob; returns (digest, size).
+
+        With `expected` (and `size`), a different digest (or length) is refused and
+        nothing is kept. `limit` caps what is read (manifests and configs).
+        """
+        import tempfile
+
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
+        try:
+            h, n = hashlib.sha256(), 0
+            with os.fdopen(fd, "wb") as f:
+                while chunk := src.read(_CHUNK):
+                    n += len(chunk)
+                    if limit is not None and n > limit:
+                        raise CtrError(f"{what} is larger than {limit} bytes: refused")
+                    if size is not None and n > size:
+                        raise CtrError(f"{what} is longer than the {size} bytes its descriptor says")
+                    h.update(chunk)
+                    f.write(chunk)
+                f.flush()
+                os.fchmod(f.fileno(), 0o644)
+                os.fsync(f.fileno())
+            digest = "sha256:" + h.hexdigest()
+            if size is not None and n != size:
+                raise CtrError(f"{what} is truncated: {n} of {size} bytes")
+            if expected is not None and digest != expected:
+                raise CtrError(f"{what} does not match its digest {expected}: the content has {digest}")
+            os.replace(tmp, self.dir / _hex(digest))
+            return digest, n
+        except BaseException:
+            _unlink_quiet(tmp)
+            raise
+
+    def add_bytes(self, data: bytes, *, what: str, expected: str | None = None) -> str:
+        import io
+
+        return self.add_blob(io.BytesIO(data), what=what, expected=expected)[0]
+
+    def read(self, digest: str, *, what: str, limit: int = CONFIG_LIMIT) -> bytes:
+        """A small blob (manifest, config), staged or stored, checked against its digest."""
+        path = self.path(digest)
+        if path is None:
+            raise NotFound(f"{what}: blob {digest} is missing")
+        if path.stat().st_size > limit:
+            raise CtrError(f"{what}: blob {digest} is larger than {limit} bytes: refused")
+        data = path.read_bytes()
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise CtrError(f"{what}: blob {digest} does not match its digest")
+        return data
+
+    def diff_id(self, digest: str, *, what: str, allow_devices: bool = False) -> str:
+        """Check the layer blob `digest` (staged or stored) with scan_layer; returns its diff_id."""
+        path = self.path(digest)
+        if path is None:
+            raise NotFound(f"{what}: layer blob {digest} is missing")
+        with open(path, "rb") as f:
+            kind = _sniff_compression(f.read(4))
+            f.seek(0)
+            try:
+                with decompressed(f, kind, f"layer {what}") as plain:  # type: ignore[union-attr]
+                    return scan_layer(plain, layer=what, allow_devices=allow_devices)
+            except CtrError:
+                raise
+            except (OSError, EOFError, ValueError) as exc:  # a gzip header that is not one, and the like
+                raise CtrError(f"layer {what} is corrupt or truncated: {_describe(exc)}") from None
+
+    # publishing
+
+    def commit(self, images: Sequence[tuple[str, str, str]]) -> list[Image]:
+        """Name each (name, manifest digest, manifest media type) and publish the blobs they use.
+
+        Under the store lock: every blob each manifest references must be staged or
+        stored (a blob an `ctr image rm` collected meanwhile makes this fail), staged
+        ones are renamed into blobs/, then index.json is written once. Names that
+        pointed elsewhere move, and blobs nothing uses any more are collected.
+        """
+        store = self.store
+        with store._lock():
+            entries, needed = [], set()
+            for name, digest, media in images:
+                what = f"image {name}"
+                manifest = parse_json(self.read(digest, what=what, limit=MANIFEST_LIMIT), f"manifest of {what}")
+                config_desc, layers = check_manifest(manifest, f"manifest of {what}")
+                config = parse_json(self.read(config_desc["digest"], what=what), f"config of {what}")
+                check_config(config, len(layers), f"config of {what}")
+                for d in (digest, config_desc["digest"], *(layer["digest"] for layer in layers)):
+                    if not self.has(d):
+                        raise CtrError(f"{what}: blob {d} vanished from {store.blobs} while this import ran "
+                                       "(an image was removed meanwhile): try again")
+                    needed.add(d)
+                size = self.path(digest).stat().st_size  # type: ignore[union-attr]
+                entries.append(store._entry(normalize_ref(name), digest, size, str(config.get("architecture", "")),
+                                            str(config.get("os", "")), media))
+            moved: list[Path] = []
+            try:
+                for digest in sorted(needed):
+                    staged, final = self.dir / _hex(digest), store.blob_path(digest)
+                    if staged.is_file() and not final.exists():
+                        os.rename(staged, final)
+                        moved.append(final)
+                if moved:
+                    _fsync_dir(store.blobs)
+                index = store._read_index()
+                names = {e["annotations"][REF_ANNOTATION] for e in entries}
+                index["manifests"] = [e for e in index["manifests"]
+                                      if (e.get("annotations") or {}).get(REF_ANNOTATION) not in names] + entries
+                index.setdefault("schemaVersion", 2)
+                index.setdefault("mediaType", MEDIA_INDEX)
+                store._write_index(index)
+            except BaseException:
+                for path in moved:
+                    _unlink_quiet(path)
+                raise
+            store._collect_garbage(index["manifests"])
+            return [store._lookup(e["annotations"][REF_ANNOTATION]) for e in entries]  # type: ignore[misc]
+
+
+def export_oci(store: ImageStore, image: Image, out: BinaryIO, *, annotations: dict[str, str] | None = None,
+               extra: dict | None = None) -> None:
+    """Write `image` as an OCI image layout tar that `docker load` also reads.
+
+    oci-layout, index.json (one entry: org.opencontainers.image.ref.name is the
+    tag, as skopeo and umoci want it; io.containerd.image.name the full name),
+    blobs/sha256/* byte for byte (so every digest survives a round trip), and a
+    manifest.json pointing into blobs/, as Docker 25's `docker save` writes it,
+    for engines that load only docker archives. `out` may be a pipe.
+    """
+    import tarfile
+
+    def add(tar: tarfile.TarFile, name: str, size: int, src: IO[bytes] | None, type_: bytes = tarfile.REGTYPE) -> None:
+        ti = tarfile.TarInfo(name)
+        ti.type, ti.size, ti.mode, ti.mtime = type_, size, 0o644 if type_ == tarfile.REGTYPE else 0o755, BUILTIN_MTIME
+        tar.addfile(ti, src)
+
+    manifest = store.manifest(image)
+    _, tag, digest = split_ref(image.name)
+    names = {"io.containerd.image.name": full_ref(image.name)}
+    if tag:
+        names[REF_ANNOTATION] = tag
+    entry = {"mediaType": image.media_type, "digest": image.digest, "size": len(manifest),
+             "annotations": {**names, **(annotations or {})}}
+    index = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": [entry]}
+    blob_names = [f"blobs/sha256/{_hex(d)}" for d in image.layer_digests]
+    docker_manifest = [{"Config": f"blobs/sha256/{_hex(image.config_digest)}",
+                        "RepoTags": [image.name] if tag and not digest else [],
+                        "Layers": blob_names, **(extra or {})}]
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        add(tar, "blobs", 0, None, tarfile.DIRTYPE)
+        add(tar, "blobs/sha256", 0, None, tarfile.DIRTYPE)
+        done: set[str] = set()
+        for blob in (*image.layer_digests, image.config_digest, image.digest):
+            if blob in done:
+                continue
+            done.add(blob)
+            path = store.blob_path(blob)
+            try:
+                f = open(path, "rb")
+            except FileNotFoundError:
+                raise NotFound(f"blob {blob} of image {image.name} is missing from {store.blobs}") from None
+            with f:
+                reader = _HashingReader(f)
+                add(tar, f"blobs/sha256/{_hex(blob)}", os.fstat(f.fileno()).st_size, reader)  # type: ignore[arg-type]
+            if reader.digest != blob:
+                raise CtrError(f"blob {path} of image {image.name} is corrupt: its content has digest {reader.digest}")
+        add(tar, "oci-layout", *_sized(_canonical_json({"imageLayoutVersion": "1.0.0"})))
+        add(tar, "index.json", *_sized(json.dumps(index).encode()))
+        add(tar, "manifest.json", *_sized(json.dumps(docker_manifest).encode()))
+
+
 def _sized(data: bytes) -> tuple[int, IO[bytes]]:
     import io
 
@@ -1005,8 +1528,14 @@ __all__ = [
     "Image",
     "ImageConfig",
     "ImageStore",
+    "Ingest",
+    "choose_platform",
+    "export_oci",
     "extract_layer",
     "find_busybox",
+    "full_ref",
+    "host_platform",
     "normalize_ref",
+    "scan_layer",
     "split_ref",
 ]

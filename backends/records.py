@@ -134,11 +134,17 @@ class RecordStore:
 
 
 def process_start_time(pid: int) -> int | None:
-    """Start time of pid in clock ticks since boot, or None when there is no such process."""
+    """Start time of pid in clock ticks since boot, or None when there is no such live process.
+
+    A zombie counts as gone: it has exited, and its reaper (perhaps a slow init) has
+    simply not collected it yet."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
     except (FileNotFoundError, ProcessLookupError):
         return None
     # comm may contain spaces and parentheses: split after the last ')'.
-    return int(stat[stat.rindex(")") + 2 :].split()[19])
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])

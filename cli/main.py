@@ -15,6 +15,7 @@ from ctr.backends.paths import Paths
 
 from .containers import containers_group
 from .explain import explain
+from .images import image, images
 from .options import Context, CtrExit, build_spec, errors_to_exit, pass_obj, spec_options
 
 
@@ -65,6 +66,8 @@ def create(obj: Context, image: str, command: tuple[str, ...], **opts) -> None:
 for _command in containers_group:
     cli.add_command(_command)
 cli.add_command(explain)
+cli.add_command(images)
+cli.add_command(image)
 
 
 @cli.command()

@@ -7,6 +7,7 @@ packages=(
   docker.io        # the Docker Engine for the docker backend
   docker-registry  # a registry on 127.0.0.1 for image tests
   iproute2 procps
+  skopeo umoci     # independent OCI tools the image tests check ctr's exports against
 )
 missing=()
 for p in "${packages[@]}"; do
