@@ -14,7 +14,9 @@
 #   --storage-driver overlay2
 #       /var/lib/docker lies on ext4 and the kernel lists "overlay" in /proc/filesystems;
 #       naming the driver makes dockerd fail loudly instead of falling back to vfs
-#       (a full copy per container). Only passed when overlay is available.
+#       (a full copy per container). Only passed when the kernel has overlay and
+#       /var/lib/docker is not itself on overlayfs (as in a container-based CI), where
+#       overlay2 cannot work and dockerd's own choice is the better one.
 #   iptables stays enabled (the default): `iptables` is iptables-nft here and works,
 #   and --network bridge needs the NAT rules dockerd installs.
 #   dockerd starts its own containerd (none runs on /run/containerd/containerd.sock).
@@ -23,11 +25,14 @@
 #   CTR_DOCKERD_DIR      put dockerd.log and dockerd.pid in this directory
 #                        (default: /var/log/ctr-dockerd.log and /run/ctr-dockerd.pid)
 #   CTR_DOCKERD_TIMEOUT  seconds to wait for the engine (default 60)
+#   CTR_DOCKERD_SOCK     the socket to check and serve (default /var/run/docker.sock)
 #   DOCKERD              the daemon binary (default /usr/sbin/dockerd)
-#   DOCKERD_EXTRA_ARGS   more flags for dockerd, split on spaces
+#   DOCKERD_EXTRA_ARGS   more flags for dockerd, split on spaces. A second engine beside the
+#                        main one needs its own --data-root, --exec-root, --pidfile and socket;
+#                        never give it --bridge none: at start-up that deletes the host's docker0.
 set -eu
 
-SOCK=/var/run/docker.sock
+SOCK=${CTR_DOCKERD_SOCK:-/var/run/docker.sock}
 DOCKERD=${DOCKERD:-/usr/sbin/dockerd}
 TIMEOUT=${CTR_DOCKERD_TIMEOUT:-60}
 if [ -n "${CTR_DOCKERD_DIR:-}" ]; then
@@ -84,7 +89,8 @@ set -- --host "unix://$SOCK"
 if [ ! -d /run/systemd/system ]; then
     set -- "$@" --exec-opt native.cgroupdriver=cgroupfs
 fi
-if grep -qw overlay /proc/filesystems; then
+data_fs=$(stat -f -c %T /var/lib/docker 2>/dev/null || stat -f -c %T /var/lib)
+if grep -qw overlay /proc/filesystems && [ "$data_fs" != overlayfs ]; then
     set -- "$@" --storage-driver overlay2
 fi
 # shellcheck disable=SC2086  # DOCKERD_EXTRA_ARGS is a list of flags on purpose

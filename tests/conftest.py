@@ -41,6 +41,28 @@ def paths(ctr_root: Path) -> Paths:
     return Paths.default(ctr_root)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind(ctr_root: Path):
+    """The suite ends by proving it cleaned up: no container, cgroup, mount or state of ctr's."""
+    yield
+    leftovers: list[str] = []
+    paths = Paths.default(ctr_root)
+    for d in (paths.containers, paths.runtime, paths.data / "lxc"):
+        if d.is_dir():
+            leftovers += [f"state: {p}" for p in d.iterdir() if not p.name.startswith(".")]
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        if hierarchy.is_dir():
+            leftovers += [f"cgroup: {p}" for p in hierarchy.glob("ctr-*") if not p.name.startswith("ctr-test-")]
+    mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    leftovers += [f"mount: {line}" for line in mounts if str(ctr_root) in line]
+    try:
+        out = subprocess.run(["docker", "ps", "-aq", "--filter", "label=ctr.name"], capture_output=True, text=True, timeout=30)
+        leftovers += [f"docker container: {c}" for c in out.stdout.split()]
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    assert not leftovers, "the test suite left these behind:\n" + "\n".join(leftovers)
+
+
 @pytest.fixture
 def backend(request: pytest.FixtureRequest, paths: Paths):
     """Indirect: parametrize with a backend name, receive a Backend object."""

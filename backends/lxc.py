@@ -1,0 +1,1018 @@
+"""The lxc backend: liblxc, through its python bindings, runs ctr's image and spec.
+
+How it maps onto liblxc 5 (each choice checked against liblxc's source and on a
+real host):
+
+- Containers live under ctr's own lxcpath (`<data>/lxc`), never /var/lib/lxc.
+  Their cgroups are named after the container id (`ctr-lxc-<id>`), never
+  `lxc.payload.<name>`, so they cannot meet a user's own LXC container of the
+  same name; the monitor's pivot cgroup is per container too
+  (`ctr-lxc-<id>.pivot`), so it can be removed afterwards.
+- The root is `lxc.rootfs.path = overlay:<top layer>:...:<bottom layer>:<upper>`
+  (liblxc takes everything up to the last ":/" as the lowerdir list, and the
+  workdir as the sibling `work` of upper). liblxc mounts it in the container's
+  own mount namespace: the host's mount table never sees it, whatever happens
+  to ctr. Mount targets and the working directory are created beforehand in
+  the writable layer, by a short-lived child that mounts the same overlay in a
+  throwaway mount namespace, so they also exist under --read-only.
+- liblxc's start() blocks for the container's whole life and changes process
+  state (signal mask, environment, log), so it runs in a forked child of ctr,
+  "the monitor", started non-daemonized with useinit=False: the command is
+  PID 1 itself, not lxc-init. With lxc.console.path = none, liblxc hands the
+  monitor's stdin/stdout/stderr to PID 1 unchanged, so stdout and stderr stay
+  apart; stdin is /dev/null unless -i. close_fds=True keeps every other fd
+  out of the container.
+- -t: liblxc allocates the console from the container's own devpts (so `tty`
+  prints /dev/pts/0) and relays it to its controlling terminal. ctr gives the
+  monitor a pty of its own as that terminal and relays it to ctr's stdio,
+  which works whether or not ctr runs on a terminal; raw mode and window size
+  follow ctr's terminal. liblxc never makes the console PID 1's controlling
+  terminal, so ctr turns ^C, ^\\ and ^Z into signals itself.
+- Exit status: liblxc records PID 1's status in `struct lxc_container.error_num`,
+  a public field the python bindings do not expose; the monitor reads it with
+  ctypes (checking the struct against the container's name and lxcpath first)
+  and writes it to a file, since close_fds has closed any pipe by then.
+- Signals to ctr go straight to PID 1 through a pidfd (found in the payload
+  cgroup: the process whose innermost pid is 1); signals that arrive earlier
+  are held until then. If ctr itself dies, the monitor gets SIGTERM, passes it
+  on, and tidies up once the container has ended.
+- A failed exec makes start() return False with liblxc's reason in the log
+  (`No such file or directory - Failed to exec "x"`): that becomes 127 or 126.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import json
+import os
+import platform
+import re
+import selectors
+import shlex
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ctr import errors as _errors
+from ctr.errors import CommandNotExecutable, CommandNotFound, Conflict, CtrError, Unsupported
+from ctr.spec import ContainerSpec
+
+from .base import Backend, BackendInfo, check_mount_sources, resolve_process
+from .images import ImageStore
+from .records import Record, RecordStore, process_start_time, write_json_atomic
+
+INSTALL_HINT = "the python lxc bindings are missing: apt-get install lxc lxc-dev && pip install 'ctr[lxc]'"
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+CPU_PERIOD = 100_000  # microseconds, Docker's default CFS period
+RESULT_FILE = "result.json"
+
+# Docker's default device cgroup rules (moby oci/devices): mknod anything, use only these.
+DEVICE_RULES = (
+    "c *:* m", "b *:* m",
+    "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",  # null zero full random urandom
+    "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm",  # tty ptmx pts tun
+)
+
+
+class LxcBackend(Backend):
+    name = "lxc"
+
+    @classmethod
+    def probe(cls) -> BackendInfo:
+        versions = {"kernel": platform.release()}
+        try:
+            import lxc
+        except ImportError:
+            return BackendInfo(cls.name, False, INSTALL_HINT, versions)
+        versions["liblxc"] = lxc.version
+        try:
+            from importlib.metadata import version
+
+            versions["python-lxc"] = version("lxc")
+        except Exception:  # the bindings may come from a distribution package without metadata
+            pass
+        if os.geteuid() != 0:
+            return BackendInfo(cls.name, False, "the lxc backend runs privileged containers and needs root (run ctr as root)", versions)
+        if not _has_filesystem("overlay"):
+            return BackendInfo(cls.name, False, "the kernel has no overlayfs: modprobe overlay", versions)
+        try:
+            # A handle only: lxc_container_new creates nothing on disk.
+            _error_num(lxc.Container("ctr-probe", "/nonexistent-ctr-lxcpath"))
+        except CtrError as exc:
+            return BackendInfo(cls.name, False, str(exc), versions)
+        return BackendInfo(cls.name, True, "", versions)
+
+    def __init__(self, paths=None) -> None:
+        super().__init__(paths)
+        self.records = RecordStore(self.paths)
+        self.images = ImageStore(self.paths)
+
+    @property
+    def lxcpath(self) -> Path:
+        """ctr's own LXC container directory, apart from the system's /var/lib/lxc."""
+        return self.paths.data / "lxc"
+
+    def check_spec(self, spec: ContainerSpec) -> None:
+        """Refuse what liblxc cannot do here, before anything is made."""
+        if spec.network == "bridge":
+            raise Unsupported(self.name, "--network bridge", "there is no bridge for containers on this host; use --network none or host")
+        wanted = {"memory": spec.memory is not None, "cpu": spec.cpus is not None, "pids": spec.pids_limit is not None}
+        flags = {"memory": "--memory", "cpu": "--cpus", "pids": "--pids-limit"}
+        for controller, asked in wanted.items():
+            if asked and _controller_version(controller) is None:
+                raise Unsupported(self.name, flags[controller], f"the {controller} cgroup controller is not available")
+
+    def run(self, spec: ContainerSpec) -> int:
+        self.check_spec(spec)
+        if spec.tty and spec.stdin and not os.isatty(0):
+            raise CtrError("the input device is not a TTY")
+        image = self.images.get(spec.image)
+        layers = [str(p) for p in self.images.layer_paths(image)]
+        check_mount_sources(spec)
+        record = self.records.reserve(spec.name, self.name, spec.to_dict())
+        name = record.name
+        cdir = self.records.dir(name)
+        rundir = self.paths.runtime / name
+        remove = spec.auto_remove
+        try:
+            hostname = spec.hostname or record.short_id
+            process = resolve_process(spec.with_changes(hostname=hostname), image.config)
+            record.image, record.image_digest = image.name, image.digest
+            record.cgroup = _cgroup_names(record.id)[0]
+            record.extra = {"lxcpath": str(self.lxcpath)}
+            self.records.save(record)
+            upper, work, rootfs = cdir / "upper", cdir / "work", rundir / "rootfs"
+            for d in (upper, work, rootfs):
+                d.mkdir(parents=True, exist_ok=True)
+            for p in [*layers, str(upper)]:
+                if re.search(r"[:,]", p):
+                    raise CtrError(f"cannot use {p} as an overlay layer of container {name}: the path contains ':' or ','")
+            user = _prepare_rootfs(name, layers, str(upper), str(work), str(rootfs), process.user, process.cwd, spec)
+            env = list(process.env)
+            if not any(e.startswith("HOME=") for e in env):
+                env.append(f"HOME={user['home']}")
+            lxcdir = self.lxcpath / name
+            shutil.rmtree(lxcdir, ignore_errors=True)  # left by a monitor that was killed outright
+            lxcdir.mkdir(parents=True, mode=0o700)
+            config = lxc_config(
+                spec, record.id, hostname, layers, str(upper), str(rootfs), str(lxcdir / "lxc.log"),
+                env, process.cwd, user,
+            )
+            code = self._run_monitor(spec, record, config, process.args, rundir)
+            record.exit_code = code
+            record.status, record.finished, record.pid = "exited", time.time(), None
+            return code
+        except BaseException:
+            remove = True  # a container that failed to run leaves nothing behind
+            raise
+        finally:
+            self._cleanup(record, rundir, remove)
+
+    # -- the monitor: the child of ctr in which liblxc's start() runs ----------------------
+
+    def _run_monitor(self, spec: ContainerSpec, record: Record, config: list[tuple[str, str]],
+                     args: tuple[str, ...], rundir: Path) -> int:
+        import tty as stdlib_tty
+
+        from ctr.native import tty
+
+        master = slave = slave_path = None
+        if spec.tty:
+            master, slave = os.openpty()
+            stdlib_tty.setraw(slave)  # liblxc's relay writes here; see _Supervisor._pump_output
+            slave_path = os.ttyname(slave)
+            size = tty.winsize(0) or tty.winsize(1)
+            if size is not None:
+                import fcntl
+                import termios
+
+                fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+        parent = os.getpid()
+        try:
+            with _SignalRelay(spec.tty) as relay:
+                pid = os.fork()
+                if pid == 0:
+                    self._monitor_main(parent, spec, record, config, args, rundir, master, slave)
+                if slave is not None:
+                    os.close(slave)
+                    slave = None
+                supervisor = _Supervisor(self, pid, record, relay, master, spec.stdin, slave_path)
+                try:
+                    with tty.raw_terminal(0) if spec.tty and spec.stdin else contextlib.nullcontext():
+                        status = supervisor.run()
+                except BaseException:
+                    supervisor.abort()  # ctr cannot go on (a broken stdout...): end the container
+                    raise
+                finally:
+                    supervisor.close()
+        finally:
+            for fd in (master, slave):
+                if fd is not None:
+                    os.close(fd)
+        return self._outcome(record, rundir, status)
+
+    def _monitor_main(self, parent: int, spec: ContainerSpec, record: Record, config: list[tuple[str, str]],
+                      args: tuple[str, ...], rundir: Path, master: int | None, slave: int | None) -> None:
+        """The monitor process; never returns."""
+        try:
+            for sig in (*FORWARDED_SIGNALS, signal.SIGCHLD, signal.SIGWINCH):
+                signal.signal(sig, signal.SIG_DFL)  # ctr's handlers and wakeup fd are not ours
+            signal.set_wakeup_fd(-1)
+            # What liblxc calls its monitor when it daemonizes; our cmdline stays ctr's (with the name).
+            Path("/proc/self/comm").write_text("[lxc monitor]")
+            from ctr.native import syscalls as sc
+
+            # If ctr dies, liblxc passes this SIGTERM on to PID 1 and we tidy up below.
+            sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != parent:
+                os._exit(1)
+            os.setsid()  # ctr forwards signals itself; terminal signals must not come twice
+            if slave is not None:
+                import fcntl
+                import termios
+
+                os.close(master)
+                fcntl.ioctl(slave, termios.TIOCSCTTY, 0)  # liblxc relays the console to /dev/tty
+                for fd in (0, 1, 2):
+                    os.dup2(slave, fd)
+                os.close(slave)
+            elif not spec.stdin:
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.close(null)
+            result = _start_container(record.name, self.lxcpath, config, args)
+        except BaseException as exc:  # report, never unwind into ctr's code in this process
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        try:
+            if os.getppid() == parent:
+                write_json_atomic(rundir / RESULT_FILE, result)
+            else:  # ctr is gone: nobody else will clean up
+                _leave_cgroups()
+                ran = bool(result.get("started"))
+                if ran:
+                    record.exit_code = _exit_code(result["status"])
+                    record.status, record.finished, record.pid = "exited", time.time(), None
+                self._cleanup(record, rundir, spec.auto_remove or not ran)
+        finally:
+            os._exit(0)
+
+    def _outcome(self, record: Record, rundir: Path, status: int) -> int:
+        """The container's exit code from what the monitor reported, or the error it met."""
+        name = record.name
+        try:
+            with open(rundir / RESULT_FILE) as f:
+                result = json.load(f)
+        except FileNotFoundError:
+            how = f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit status {os.waitstatus_to_exitcode(status)}"
+            raise CtrError(f"the liblxc monitor of container {name} ended without a result ({how})") from None
+        if "error" in result:
+            raise CtrError(f"cannot run container {name} with liblxc: {result['error']}")
+        if "config_error" in result:
+            key, value, reason = result["config_error"]
+            raise CtrError(f"liblxc refused {key} = {value} for container {name}" + (f": {reason}" if reason else ""))
+        if not result["started"]:
+            raise _start_error(name, result.get("log", []))
+        return _exit_code(result["status"])
+
+    def _cleanup(self, record: Record, rundir: Path, remove: bool) -> None:
+        """Nothing of the run stays: LXC's directory, cgroups and runtime files; the record unless kept."""
+        shutil.rmtree(self.lxcpath / record.name, ignore_errors=True)
+        for name in _cgroup_names(record.id):
+            _remove_cgroup(name)
+        shutil.rmtree(rundir, ignore_errors=True)
+        if remove:
+            self.records.remove(record.name)
+        else:
+            self._save(record)
+
+    # -- the lifecycle of containers `run` made: seen, signalled, stopped, removed -------------
+
+    def get(self, name: str) -> Record:
+        return self._refresh(self.records.load(name))
+
+    def list(self) -> list[Record]:
+        return [self._refresh(r) for r in self.records.list() if r.backend == self.name]
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        record = self.get(name)
+        if record.status != "running":
+            raise Conflict(f"cannot kill container {name}: it is not running")
+        self._signal(record, sig)
+
+    def stop(self, name: str, timeout: float = 10) -> None:
+        """SIGTERM, then SIGKILL after `timeout` seconds, as `docker stop`; the ctr that
+        runs the container then records its end and tidies up."""
+        record = self.get(name)
+        if record.status != "running":
+            return
+        self._signal(record, signal.SIGTERM)
+        if not self._wait_gone(record, timeout):
+            self._signal(record, signal.SIGKILL)
+            self._wait_gone(record, 10)
+
+    def remove(self, name: str, force: bool = False) -> None:
+        record = self.get(name)
+        if record.status == "running":
+            if not force:
+                raise Conflict(f"cannot remove container {name}: it is running: stop it first or use --force")
+            self._signal(record, signal.SIGKILL)
+            self._wait_gone(record, 10)
+        with self.records.lock(name):
+            self._cleanup(record, self.paths.runtime / name, remove=True)
+
+    def _refresh(self, record: Record) -> Record:
+        """The record with its status read from the live system, not from what was last written."""
+        if record.status == "running" and not (record.pid and process_start_time(record.pid) == record.pid_start):
+            record.status, record.pid = "exited", None  # the ctr that ran it died without recording the end
+        return record
+
+    def _signal(self, record: Record, sig: int) -> None:
+        from ctr.native import syscalls as sc
+
+        try:
+            fd = sc.pidfd_open(record.pid)
+        except OSError:
+            return
+        try:
+            if process_start_time(record.pid) == record.pid_start:  # the pidfd holds the very process
+                signal.pidfd_send_signal(fd, sig)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(fd)
+
+    def _wait_gone(self, record: Record, timeout: float) -> bool:
+        """Until PID 1 is gone and its ctr has tidied up (or `timeout` seconds)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process_start_time(record.pid) != record.pid_start and not (self.lxcpath / record.name).exists():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _started(self, record: Record, pid: int) -> None:
+        record.status, record.pid, record.started = "running", pid, time.time()
+        record.pid_start = process_start_time(pid)
+        self._save(record)
+
+    def _save(self, record: Record) -> None:
+        """Save the record unless `ctr rm -f` removed it meanwhile (it holds the same lock)."""
+        with self.records.lock(record.name):
+            if self.records.dir(record.name).exists():
+                self.records.save(record)
+
+
+# -- the liblxc configuration ------------------------------------------------------------
+
+
+def lxc_config(spec: ContainerSpec, cid: str, hostname: str, layers: list[str], upper: str, rootfs_mount: str,
+               log_file: str, env: list[str], cwd: str, user: dict) -> list[tuple[str, str]]:
+    """The liblxc config items for a spec, in the order they are set; layers bottom first.
+    `user` is what _prepare_rootfs found: ids, home, resolved mount targets."""
+    from ctr.native.rootfs import MASKED_PATHS
+
+    payload, monitor, pivot = _cgroup_names(cid)
+    items: list[tuple[str, str]] = [
+        ("lxc.log.level", "ERROR"),
+        ("lxc.log.file", log_file),
+        ("lxc.uts.name", hostname),
+        # overlayfs lists the topmost lower layer first; liblxc takes the last ":/" part as upper.
+        ("lxc.rootfs.path", "overlay:" + ":".join([*reversed(layers), upper])),
+        ("lxc.rootfs.mount", rootfs_mount),
+    ]
+    if spec.read_only:
+        items.append(("lxc.rootfs.options", "ro"))
+    items += [
+        # :force mounts the container's cgroups even when it keeps CAP_SYS_ADMIN.
+        ("lxc.mount.auto", "proc:mixed sys:ro cgroup:ro:force"),
+        ("lxc.autodev", "1"),
+        ("lxc.pty.max", "1024"),  # a devpts of its own, as Docker's /dev/pts
+        ("lxc.tty.max", "0"),
+        ("lxc.mount.entry", "shm dev/shm tmpfs rw,nosuid,nodev,noexec,mode=1777,size=65536k,create=dir 0 0"),
+        ("lxc.mount.entry", "mqueue dev/mqueue mqueue rw,nosuid,nodev,noexec,create=dir 0 0"),
+    ]
+    mount = shutil.which("mount")
+    if mount:
+        # liblxc leaves the tmpfs under the cgroup mounts writable; Docker's is not. A mount
+        # hook runs in the container's mount namespace after liblxc mounted the cgroups
+        # (version 1: no arguments appended, the LXC_* variables in the environment).
+        items += [
+            ("lxc.hook.version", "1"),
+            ("lxc.hook.mount", f'{shlex.quote(mount)} -o remount,ro,nosuid,nodev,noexec "$LXC_ROOTFS_MOUNT/sys/fs/cgroup"'),
+        ]
+    for m, target in zip(spec.mounts, user["targets"]):
+        opts = "rbind" + (",ro" if m.read_only else "")
+        items.append(("lxc.mount.entry", f"{_fstab(m.source)} {_fstab(target.lstrip('/'))} none {opts} 0 0"))
+    for path in MASKED_PATHS:  # Docker's masked paths; optional, as not every kernel has each
+        host = Path(path)
+        if host.is_dir():
+            items.append(("lxc.mount.entry", f"tmpfs {path.lstrip('/')} tmpfs ro,optional 0 0"))
+        elif host.exists():
+            items.append(("lxc.mount.entry", f"/dev/null {path.lstrip('/')} none bind,optional 0 0"))
+    if not spec.tty:
+        items.append(("lxc.console.path", "none"))  # PID 1 gets the monitor's stdio as it is
+    caps = [c.removeprefix("CAP_").lower() for c in spec.capabilities()]
+    items += [
+        ("lxc.cap.keep", " ".join(caps) or "none"),
+        ("lxc.no_new_privs", "1"),
+    ]
+    if spec.network == "host":
+        items.append(("lxc.net.0.type", "none"))  # no new network namespace
+    else:
+        items += [("lxc.net.0.type", "empty"), ("lxc.net.0.flags", "up")]  # lo only, and up
+    items += [
+        ("lxc.cgroup.dir.container", payload),
+        ("lxc.cgroup.dir.monitor", monitor),
+        ("lxc.cgroup.dir.monitor.pivot", pivot),
+    ]
+    items += _cgroup_items(spec)
+    items += [("lxc.environment", e) for e in env]
+    items += [
+        ("lxc.init.cwd", cwd),
+        ("lxc.init.uid", str(user["uid"])),
+        ("lxc.init.gid", str(user["gid"])),
+    ]
+    if user["groups"]:
+        items.append(("lxc.init.groups", ",".join(str(g) for g in user["groups"])))
+    return items
+
+
+def _cgroup_items(spec: ContainerSpec) -> list[tuple[str, str]]:
+    """Limits and device rules, as v1 (lxc.cgroup.*) or v2 (lxc.cgroup2.*) keys per controller."""
+    items: list[tuple[str, str]] = []
+
+    def key(controller: str, name: str) -> str:
+        return f"lxc.cgroup.{name}" if _controller_version(controller) == 1 else f"lxc.cgroup2.{name}"
+
+    if spec.memory is not None:
+        if _controller_version("memory") == 1:
+            items.append(("lxc.cgroup.memory.limit_in_bytes", str(spec.memory)))
+            if (_v1_mount("memory") / "memory.memsw.limit_in_bytes").exists():
+                # Docker's default --memory-swap: as much swap again as memory.
+                items.append(("lxc.cgroup.memory.memsw.limit_in_bytes", str(2 * spec.memory)))
+        else:
+            items += [("lxc.cgroup2.memory.max", str(spec.memory)), ("lxc.cgroup2.memory.swap.max", str(spec.memory))]
+    if spec.cpus is not None:
+        quota = round(spec.cpus * CPU_PERIOD)
+        if _controller_version("cpu") == 1:
+            items += [("lxc.cgroup.cpu.cfs_period_us", str(CPU_PERIOD)), ("lxc.cgroup.cpu.cfs_quota_us", str(quota))]
+        else:
+            items.append(("lxc.cgroup2.cpu.max", f"{quota} {CPU_PERIOD}"))
+    if spec.pids_limit is not None:
+        items.append((key("pids", "pids.max"), "max" if spec.pids_limit == -1 else str(spec.pids_limit)))
+    prefix = "lxc.cgroup" if _controller_version("devices") == 1 else "lxc.cgroup2"
+    items.append((f"{prefix}.devices.deny", "a"))
+    items += [(f"{prefix}.devices.allow", rule) for rule in DEVICE_RULES]
+    return items
+
+
+def _fstab(path: str) -> str:
+    """A path as an fstab field: liblxc reads mount entries with getmntent, which decodes these."""
+    return path.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011").replace("\n", "\\012")
+
+
+# -- inside the monitor ------------------------------------------------------------------
+
+
+def _start_container(name: str, lxcpath: Path, config: list[tuple[str, str]], args: tuple[str, ...]) -> dict:
+    """Configure and start the container with liblxc; returns what ctr needs to know."""
+    import lxc
+
+    c = lxc.Container(name, str(lxcpath))
+    log_file = dict(config).get("lxc.log.file", "")
+    for k, v in config:
+        # append_config_item is the binding's plain set_config_item; the wrapper's
+        # set_config_item clears list keys first and rejects values it reads back
+        # differently (every "overlay:" rootfs, every multi-capability keep list).
+        if not c.append_config_item(k, v):
+            reasons = _log_errors(log_file)
+            return {"config_error": [k, v, reasons[-1] if reasons else ""]}
+    c.save_config()  # so lxc-ls/lxc-info -P <lxcpath> see it while it runs; start() uses the loaded config
+    started = bool(c.start(useinit=False, daemonize=False, close_fds=True, cmd=tuple(args)))
+    return {"started": started, "status": _error_num(c), "log": [] if started else _log_errors(log_file)}
+
+
+def _error_num(container) -> int:
+    """PID 1's exit status, from `struct lxc_container.error_num` (lxc/lxccontainer.h).
+
+    The bindings' Container object is PyObject_HEAD followed by the
+    `struct lxc_container *`. Before trusting the layout, the struct's name and
+    config_path must match what the bindings report.
+    """
+    import _lxc
+
+    class _Struct(ctypes.Structure):
+        _fields_ = [
+            ("name", ctypes.c_char_p), ("configfile", ctypes.c_char_p), ("pidfile", ctypes.c_char_p),
+            ("slock", ctypes.c_void_p), ("privlock", ctypes.c_void_p), ("numthreads", ctypes.c_int),
+            ("lxc_conf", ctypes.c_void_p), ("error_string", ctypes.c_char_p), ("error_num", ctypes.c_int),
+            ("daemonize", ctypes.c_bool), ("config_path", ctypes.c_char_p),
+        ]
+
+    layout_ok = isinstance(container, _lxc.Container) and _lxc.Container.__basicsize__ == object.__basicsize__ + ctypes.sizeof(ctypes.c_void_p)
+    if layout_ok:
+        address = ctypes.c_void_p.from_address(id(container) + object.__basicsize__).value
+        s = _Struct.from_address(address) if address else None
+        if s is not None and s.name == container.name.encode() and s.config_path == container.get_config_path().encode():
+            return s.error_num
+    raise CtrError("cannot read container exit codes from these python lxc bindings: their object layout is not the one of python3-lxc 3.x/5.x")
+
+
+def _log_errors(log_file: str) -> list[str]:
+    """liblxc's ERROR lines, without the timestamp and source location."""
+    try:
+        lines = Path(log_file).read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        # lxc <name> <time> ERROR    <module> - <file>:<func>:<line> - <message>
+        m = re.match(r"\S+ \S* ?\d+\.\d+ ERROR\s+\S+ - \S+ - (.*)", line)
+        if m:
+            out.append(m.group(1))
+    return out
+
+
+def _start_error(name: str, log: list[str]) -> CtrError:
+    """start() said False. liblxc logs the cause first and its consequences after
+    ("Failed to spawn container"), so the first error line is the reason."""
+    for line in log:
+        m = re.match(r"(.*) - Failed to exec \"(.*)\"$", line)
+        if m:
+            reason, cmd = m.groups()
+            if reason == os.strerror(errno.ENOENT):
+                if "/" in cmd:
+                    return CommandNotFound(f'exec "{cmd}": no such file or directory')
+                return CommandNotFound(f'exec "{cmd}": executable file not found in $PATH')
+            return CommandNotExecutable(f'exec "{cmd}": {reason.lower()}')
+    if log:
+        return CtrError(f"cannot start container {name}: {log[0]}")
+    return CtrError(f"cannot start container {name}: liblxc gave no reason")
+
+
+def _exit_code(status: int) -> int:
+    """liblxc's status -> Docker's exit code. liblxc 5 stores exits as code<<8 and
+    deaths by signal as sig<<8|0x7f; a plain wait status is understood too."""
+    if status & 0x7F == 0x7F:
+        return 128 + ((status >> 8) & 0x7F)
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return (status >> 8) & 0xFF
+
+
+# -- the rootfs, prepared before liblxc mounts it ----------------------------------------
+
+
+def _prepare_rootfs(name: str, layers: list[str], upper: str, work: str, mountpoint: str, user: str, cwd: str,
+                    spec: ContainerSpec) -> dict:
+    """Resolve the user in the image's /etc and create the working directory and the
+    mount targets in the writable layer, as Docker does before it makes a root read-only.
+    Returns uid, gid, groups, home and the mount targets with symlinks resolved.
+
+    A child mounts the overlay in a mount namespace of its own and chroots into it, so
+    symlinks resolve as in the container and the mount dies with the child.
+    """
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        out: dict
+        try:
+            os.close(r)
+            targets = [(m.target, os.path.isdir(m.source)) for m in spec.mounts]  # before the chroot
+            from ctr.native import syscalls as sc
+            from ctr.native.users import resolve_user
+
+            sc.unshare(sc.CLONE_NEWNS)
+            sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+            lower = ":".join(reversed(layers))
+            sc.mount("overlay", mountpoint, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
+            os.chroot(mountpoint)
+            os.chdir("/")
+            os.umask(0o022)
+            u = resolve_user(user, "/etc")
+            for d in ("/dev", "/proc", "/sys", cwd):
+                os.makedirs(d, exist_ok=True)
+            resolved = []
+            for target, is_dir in targets:
+                if is_dir:
+                    os.makedirs(target, exist_ok=True)
+                elif not os.path.lexists(target):
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+                # Symlinks resolved as the container sees them (chrooted: ".." stops at its root),
+                # as runc's securejoin does; liblxc itself refuses to mount through one.
+                resolved.append(os.path.realpath(target))
+            out = {"uid": u.uid, "gid": u.gid, "groups": list(u.groups), "home": u.home, "targets": resolved}
+        except CtrError as exc:
+            out = {"error": str(exc), "kind": type(exc).__name__}
+        except OSError as exc:
+            out = {"error": f"cannot prepare the root filesystem of container {name}: {exc.strerror}" + (f": {exc.filename}" if exc.filename else ""), "kind": "CtrError"}
+        except BaseException as exc:
+            out = {"error": f"cannot prepare the root filesystem of container {name}: {type(exc).__name__}: {exc}", "kind": "CtrError"}
+        try:
+            os.write(w, json.dumps(out).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    out = json.loads(data) if data else {"error": f"cannot prepare the root filesystem of container {name}: the helper died", "kind": "CtrError"}
+    if "error" in out:
+        raise getattr(_errors, out["kind"], CtrError)(out["error"])
+    return out
+
+
+# -- cgroups -----------------------------------------------------------------------------
+
+
+def _cgroup_names(cid: str) -> tuple[str, str, str]:
+    """Payload, monitor and monitor-pivot cgroups of a container, at each hierarchy's root."""
+    base = f"ctr-lxc-{cid}"
+    return base, f"{base}.monitor", f"{base}.pivot"
+
+
+@dataclass(frozen=True)
+class _Hierarchy:
+    mountpoint: Path
+    version: int
+    controllers: frozenset[str]
+
+
+def _hierarchies() -> list[_Hierarchy]:
+    """The cgroup hierarchies mounted here, from /proc/self/mountinfo."""
+    out = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        fstype, _source, options = (right.split() + ["", ""])[:3]
+        mountpoint = Path(left.split()[4].replace("\\040", " "))
+        if fstype == "cgroup":
+            out.append(_Hierarchy(mountpoint, 1, frozenset(o for o in options.split(",") if o not in ("rw", "ro"))))
+        elif fstype == "cgroup2":
+            try:
+                controllers = frozenset((mountpoint / "cgroup.controllers").read_text().split())
+            except OSError:
+                controllers = frozenset()
+            out.append(_Hierarchy(mountpoint, 2, controllers))
+    return out
+
+
+def _controller_version(controller: str) -> int | None:
+    """1 when the controller is on a v1 hierarchy, 2 when on the unified one, None if absent."""
+    found = [h.version for h in _hierarchies() if controller in h.controllers]
+    if 1 in found:
+        return 1
+    if found or (controller == "devices" and any(h.version == 2 for h in _hierarchies())):
+        return 2  # cgroup2 has no devices controller: liblxc filters devices with bpf
+    return None
+
+
+def _v1_mount(controller: str) -> Path:
+    for h in _hierarchies():
+        if h.version == 1 and controller in h.controllers:
+            return h.mountpoint
+    raise KeyError(controller)
+
+
+def _remove_cgroup(name: str) -> None:
+    """rmdir a cgroup and its children in every hierarchy; waits briefly for dying tasks."""
+    for h in _hierarchies():
+        top = h.mountpoint / name
+        if not top.is_dir():
+            continue
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                for dirpath, _dirs, _files in os.walk(top, topdown=False):
+                    os.rmdir(dirpath)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                    break  # left for the caller's check to report
+                time.sleep(0.05)
+
+
+def _leave_cgroups() -> None:
+    """Move this process back to each hierarchy's root, out of the pivot cgroup it is in."""
+    for h in _hierarchies():
+        try:
+            (h.mountpoint / "cgroup.procs").write_text("0")
+        except OSError:
+            pass
+
+
+def _find_init(cid: str) -> int | None:
+    """The host pid of the container's PID 1: the task in its payload cgroup whose innermost pid is 1."""
+    payload = _cgroup_names(cid)[0]
+    for h in _hierarchies():
+        procs = h.mountpoint / payload / "cgroup.procs"
+        try:
+            pids = procs.read_text().split()
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("NSpid:") and line.split()[-1] == "1" and len(line.split()) > 2:
+                        return int(pid)
+            except OSError:
+                continue
+        return None
+    return None
+
+
+# -- ctr's side while the container runs -------------------------------------------------
+
+
+class _SignalRelay:
+    """Signals ctr receives, collected for the supervisor loop and woken through a pipe.
+
+    Python runs signal handlers in the main thread only; elsewhere nothing is
+    installed and the supervisor polls.
+    """
+
+    def __init__(self, tty: bool) -> None:
+        self.signals = FORWARDED_SIGNALS + (signal.SIGCHLD,) + ((signal.SIGWINCH,) if tty else ())
+        self.pending: list[int] = []
+        self.previous: dict = {}
+        self.wakeup: int | None = None
+        self.active = threading.current_thread() is threading.main_thread()
+        self._pipe: tuple[int, int] | None = None
+        self._old_wakeup = -1
+
+    def __enter__(self) -> "_SignalRelay":
+        if self.active:
+            r, w = os.pipe()
+            os.set_blocking(r, False)
+            os.set_blocking(w, False)
+            self._pipe = (r, w)
+            self.wakeup = r
+            self._old_wakeup = signal.set_wakeup_fd(w)
+            for sig in self.signals:
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        if self._pipe:
+            signal.set_wakeup_fd(self._old_wakeup)
+            for fd in self._pipe:
+                os.close(fd)
+
+    def _handle(self, signum: int, _frame) -> None:
+        self.pending.append(signum)
+
+    def take(self) -> list[int]:
+        if self.wakeup is not None:
+            try:
+                while os.read(self.wakeup, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        out, self.pending = self.pending, []  # a handler running meanwhile appends to one of them
+        return out
+
+
+class _Supervisor:
+    """Wait for the monitor; meanwhile relay signals to PID 1 and, with -t, the terminal."""
+
+    def __init__(self, backend: LxcBackend, monitor: int, record: Record, relay: _SignalRelay,
+                 master: int | None, forward_stdin: bool, slave_path: str | None = None) -> None:
+        self.backend = backend
+        self.monitor = monitor
+        self.record = record
+        self.relay = relay
+        self.master = master
+        self.slave_path = slave_path
+        self.stdin_open = forward_stdin and master is not None
+        self.to_container = bytearray()  # input read from ctr's stdin, not yet taken by the pty
+        self.onlcr: bool | None = None  # decided on the first output
+        self.carry = b""
+        self.init_fd: int | None = None
+        self.init_pid: int | None = None
+        self.held: list[int] = []
+        self.status: int | None = None
+        if master is not None:
+            os.set_blocking(master, False)
+
+    def run(self) -> int:
+        """Until the monitor has ended and, with -t, its terminal has been drained."""
+        sel = selectors.DefaultSelector()
+        if self.relay.wakeup is not None:
+            sel.register(self.relay.wakeup, selectors.EVENT_READ)
+        terminal_open = self.master is not None
+        try:
+            while self.status is None or terminal_open:
+                self._watch(sel, self.master, (selectors.EVENT_READ | (selectors.EVENT_WRITE if self.to_container else 0)) if terminal_open else 0)
+                self._watch(sel, 0, selectors.EVENT_READ if self.stdin_open and not self.to_container else 0)
+                if self.status is not None:
+                    timeout = 0.2  # the monitor is gone: what is left in the pty is there now
+                elif self.init_fd is None or not self.relay.active:
+                    timeout = 0.05  # looking for PID 1, or no SIGCHLD to wake us
+                else:
+                    timeout = None
+                events = sel.select(timeout)
+                for key, mask in events:
+                    if key.fd == self.master:
+                        if mask & selectors.EVENT_WRITE:
+                            self._flush_input()
+                        if mask & selectors.EVENT_READ and not self._pump_output():
+                            terminal_open = False
+                    elif key.fd == 0:
+                        self._pump_input()
+                if self.status is not None and terminal_open and not events:
+                    terminal_open = False
+                    _write_all(1, self.carry)
+                self._signals()
+                if self.init_fd is None and self.status is None:
+                    self._look_for_init()
+                self._reap()
+        finally:
+            sel.close()
+        return self.status
+
+    @staticmethod
+    def _watch(sel: selectors.BaseSelector, fd: int | None, events: int) -> None:
+        if fd is None:
+            return
+        current = sel.get_map().get(fd)
+        if not events:
+            if current is not None:
+                sel.unregister(fd)
+        elif current is None:
+            sel.register(fd, events)
+        elif current.events != events:
+            sel.modify(fd, events)
+
+    def abort(self) -> None:
+        """Kill PID 1 (or, before it exists, the monitor, whose death liblxc turns into
+        SIGKILL for PID 1) and wait for the monitor, so cleanup finds nothing running."""
+        try:
+            if self.init_fd is not None:
+                signal.pidfd_send_signal(self.init_fd, signal.SIGKILL)
+            elif self.status is None:
+                os.kill(self.monitor, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self.status is None:
+            try:
+                os.waitpid(self.monitor, 0)
+            except ChildProcessError:
+                pass
+
+    def close(self) -> None:
+        if self.init_fd is not None:
+            os.close(self.init_fd)
+            self.init_fd = None
+
+    def _signals(self) -> None:
+        from ctr.native import tty
+
+        for sig in self.relay.take():
+            if sig == signal.SIGCHLD:
+                continue  # _reap looks
+            if sig == signal.SIGWINCH:
+                if self.master is not None:
+                    tty.copy_winsize(0 if os.isatty(0) else 1, self.master)
+            elif self.init_fd is None:
+                self.held.append(sig)  # delivered as soon as PID 1 exists
+            else:
+                self._send(sig)
+
+    def _look_for_init(self) -> None:
+        from ctr.native import syscalls as sc
+
+        pid = _find_init(self.record.id)
+        if pid is None:
+            return
+        try:
+            fd = sc.pidfd_open(pid)
+        except OSError:
+            return
+        # Still in the payload cgroup once the pidfd is held: it is PID 1, not a reused pid.
+        if _find_init(self.record.id) != pid:
+            os.close(fd)
+            return
+        self.init_fd, self.init_pid = fd, pid
+        self.backend._started(self.record, pid)
+        for sig in self.held:
+            self._send(sig)
+        self.held.clear()
+
+    def _send(self, sig: int) -> None:
+        try:
+            signal.pidfd_send_signal(self.init_fd, sig)
+        except ProcessLookupError:
+            pass
+
+    def _reap(self) -> None:
+        if self.status is not None:
+            return
+        pid, status = os.waitpid(self.monitor, os.WNOHANG)
+        if pid == self.monitor:
+            self.status = status
+
+    def _pump_output(self) -> bool:
+        try:
+            data = os.read(self.master, 65536)
+        except BlockingIOError:
+            return True
+        except OSError as exc:
+            if exc.errno != errno.EIO:  # EIO: the monitor closed the terminal
+                raise
+            data = b""
+        if not data:
+            _write_all(1, self.carry)
+            return False
+        if self.onlcr is None:
+            self.onlcr = self._peer_adds_cr()
+        if self.onlcr:
+            # liblxc sets OPOST|ONLCR on its terminal peer (lxc_setup_tios), so our pty turns
+            # every "\n" the container's own pty sent into "\r\n": undo exactly that.
+            data = (self.carry + data).replace(b"\r\n", b"\n")
+            data, self.carry = (data[:-1], b"\r") if data.endswith(b"\r") else (data, b"")
+        _write_all(1, data)
+        return True
+
+    def _peer_adds_cr(self) -> bool:
+        """Whether liblxc left output processing with ONLCR on the pty ctr gave it."""
+        import termios
+
+        try:
+            fd = os.open(self.slave_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except (OSError, TypeError):
+            return True  # liblxc 4 and 5 always set it
+        try:
+            oflag = termios.tcgetattr(fd)[1]
+        finally:
+            os.close(fd)
+        return bool(oflag & termios.OPOST and oflag & termios.ONLCR)
+
+    def _pump_input(self) -> None:
+        data = os.read(0, 65536)
+        if not data:
+            self.stdin_open = False
+            data = b"\x04"  # EOF on ctr's stdin: ^D to the container
+        elif self.init_pid is not None and re.search(rb"[\x00-\x1f\x7f]", data):
+            self._terminal_signals(data)
+        self.to_container += data
+        self._flush_input()
+
+    def _flush_input(self) -> None:
+        try:
+            while self.to_container:
+                del self.to_container[: os.write(self.master, self.to_container)]
+        except BlockingIOError:
+            pass  # the container is not reading: wait until the pty takes more
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            self.to_container.clear()  # the terminal is gone
+
+    def _terminal_signals(self, data: bytes) -> None:
+        """Do what the container's pty would do with ^C, ^\\ and ^Z if it were PID 1's
+        controlling terminal: liblxc makes PID 1 a session leader on it (setsid) but never
+        makes it the controlling terminal (no TIOCSCTTY), so the kernel signals no one."""
+        import termios
+
+        try:
+            fd = os.open(f"/proc/{self.init_pid}/root/dev/console", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                attrs = termios.tcgetattr(fd)
+            finally:
+                os.close(fd)
+        except (OSError, termios.error):
+            return
+        lflag, cc = attrs[3], attrs[6]
+        if not lflag & termios.ISIG:
+            return
+        for index, sig in ((termios.VINTR, signal.SIGINT), (termios.VQUIT, signal.SIGQUIT), (termios.VSUSP, signal.SIGTSTP)):
+            char = cc[index]
+            if isinstance(char, bytes) and char != b"\x00" and char in data:
+                try:
+                    os.killpg(self.init_pid, sig)  # PID 1's group: the foreground without job control
+                except ProcessLookupError:
+                    pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _has_filesystem(name: str) -> bool:
+    try:
+        return any(line.split()[-1] == name for line in Path("/proc/filesystems").read_text().splitlines())
+    except OSError:
+        return False
