@@ -48,7 +48,7 @@ class NativeBackend(Backend):
         if os.geteuid() != 0:
             return BackendInfo(cls.name, False, "the native backend needs root (run ctr as root)", versions)
         try:
-            versions["cgroup"] = _driver().describe()
+            versions["cgroup"] = _driver().describe().removeprefix("cgroup ")
         except CtrError as exc:
             return BackendInfo(cls.name, False, str(exc), versions)
         if not _has_filesystem("overlay"):
