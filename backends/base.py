@@ -104,10 +104,49 @@ def exit_status(status: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
+# The README's feature table, row by row: (row label, what decides it).
+# "method:X" means the backend overrides Backend.X; "flag:X" means X is not among
+# the backend's UNSUPPORTED_FLAGS. tests/unit/test_readme.py keeps the README true to this.
+FEATURE_ROWS: tuple[tuple[str, str], ...] = (
+    ("`run` in the foreground", "method:run"),
+    ("`run -d`, `create`, `start`", "method:start"),
+    ("`stop`, `kill`, `wait`, `restart`", "method:stop"),
+    ("`rm`, `ps`", "method:remove"),
+    ("`exec`", "method:exec"),
+    ("`logs`", "method:logs"),
+    ("`pause`, `unpause`", "method:pause"),
+    ("`stats`", "method:stats"),
+    ("`inspect`", "method:inspect"),
+    ("`cp`", "method:root_path"),
+    ("`-i`, `-t`", "flag:--tty"),
+    ("`-e`, `-w`, `-u`, `--hostname`", "flag:--user"),
+    ("`-v SRC:DST[:ro]`, `--read-only`", "flag:--volume"),
+    ("`--memory`, `--cpus`, `--pids-limit`", "flag:--memory"),
+    ("`--cap-add`, `--cap-drop`", "flag:--cap-add"),
+    ("`--network none`", "flag:--network none"),
+    ("`--network host`", "flag:--network host"),
+    ("`--network bridge`", "flag:--network bridge"),
+)
+
+
 class Backend(ABC):
     """One container implementation. Methods raise CtrError subclasses, never return False."""
 
     name: ClassVar[str]
+    # Flags this backend refuses with Unsupported, and why (shown in the README's table).
+    UNSUPPORTED_FLAGS: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def features(cls) -> dict[str, bool]:
+        """Row label -> supported, for the README's feature table."""
+        out = {}
+        for label, rule in FEATURE_ROWS:
+            kind, _, what = rule.partition(":")
+            if kind == "method":
+                out[label] = getattr(cls, what) is not getattr(Backend, what)
+            else:
+                out[label] = what not in cls.UNSUPPORTED_FLAGS
+        return out
 
     def __init__(self, paths: Paths | None = None) -> None:
         self.paths = paths or Paths.default()

@@ -41,6 +41,7 @@ def _driver():
 
 class NativeBackend(Backend):
     name = "native"
+    UNSUPPORTED_FLAGS = {"--network bridge": "ctr makes no bridge: use --network none or host"}
 
     @classmethod
     def probe(cls) -> BackendInfo:
@@ -64,7 +65,7 @@ class NativeBackend(Backend):
 
     def check_spec(self, spec: ContainerSpec) -> None:
         if spec.network == "bridge":
-            raise Unsupported(self.name, "--network bridge", "use --network none or host")
+            raise Unsupported(self.name, "--network bridge", self.UNSUPPORTED_FLAGS["--network bridge"])
 
     def create(self, spec: ContainerSpec) -> Record:
         """A container that exists (record, writable layer) but has no process yet."""
