@@ -41,26 +41,36 @@ def paths(ctr_root: Path) -> Paths:
     return Paths.default(ctr_root)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def nothing_left_behind(ctr_root: Path):
-    """The suite ends by proving it cleaned up: no container, cgroup, mount or state of ctr's."""
-    yield
-    leftovers: list[str] = []
+def _ctr_traces(ctr_root: Path) -> set[str]:
+    """Everything of ctr's that can outlive a container: state, cgroups, mounts, engine containers."""
+    traces: set[str] = set()
     paths = Paths.default(ctr_root)
     for d in (paths.containers, paths.runtime, paths.data / "lxc"):
         if d.is_dir():
-            leftovers += [f"state: {p}" for p in d.iterdir() if not p.name.startswith(".")]
+            traces |= {f"state: {p}" for p in d.iterdir() if not p.name.startswith(".")}
     for hierarchy in Path("/sys/fs/cgroup").iterdir():
         if hierarchy.is_dir():
-            leftovers += [f"cgroup: {p}" for p in hierarchy.glob("ctr-*") if not p.name.startswith("ctr-test-")]
+            traces |= {f"cgroup: {p}" for p in hierarchy.glob("ctr-*") if not p.name.startswith("ctr-test-")}
     mounts = Path("/proc/self/mountinfo").read_text().splitlines()
-    leftovers += [f"mount: {line}" for line in mounts if str(ctr_root) in line]
+    traces |= {f"mount: {line}" for line in mounts if str(ctr_root) in line}
     try:
         out = subprocess.run(["docker", "ps", "-aq", "--filter", "label=ctr.name"], capture_output=True, text=True, timeout=30)
-        leftovers += [f"docker container: {c}" for c in out.stdout.split()]
+        traces |= {f"docker container: {c}" for c in out.stdout.split()}
     except (OSError, subprocess.TimeoutExpired):
         pass
-    assert not leftovers, "the test suite left these behind:\n" + "\n".join(leftovers)
+    return traces
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind(ctr_root: Path):
+    """The suite ends by proving it cleaned up: no container, cgroup, mount or state of ctr's.
+
+    Compared with what existed when the session began, so that another ctr on the same
+    machine (a developer's containers, a concurrent run) is not blamed on this one."""
+    before = _ctr_traces(ctr_root)
+    yield
+    left = sorted(_ctr_traces(ctr_root) - before)
+    assert not left, "the test suite left these behind:\n" + "\n".join(left)
 
 
 @pytest.fixture
