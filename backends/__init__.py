@@ -10,8 +10,21 @@ import importlib
 
 from ctr.errors import BackendUnavailable, CtrError, InvalidSpec, NotFound
 
-from .base import Backend, BackendInfo
+from typing import TYPE_CHECKING
+
 from .paths import Paths
+
+if TYPE_CHECKING:
+    from .base import Backend, BackendInfo
+
+
+def __getattr__(name: str):
+    # The interface module pulls in the spec and the image store; only load it when used.
+    if name in ("Backend", "BackendInfo"):
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'ctr.backends' has no attribute {name!r}")
 
 # name -> (module, class, how to make it usable)
 REGISTRY: dict[str, tuple[str, str]] = {
@@ -22,7 +35,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
 DEFAULT_BACKEND = "native"
 
 
-def backend_class(name: str) -> type[Backend]:
+def backend_class(name: str) -> "type[Backend]":
     try:
         module_name, class_name = REGISTRY[name]
     except KeyError:
@@ -31,7 +44,7 @@ def backend_class(name: str) -> type[Backend]:
     return getattr(module, class_name)
 
 
-def probe(name: str) -> BackendInfo:
+def probe(name: str) -> "BackendInfo":
     """Whether backend `name` is usable here; never raises for a known name."""
     try:
         cls = backend_class(name)
@@ -40,7 +53,7 @@ def probe(name: str) -> BackendInfo:
     return cls.probe()
 
 
-def get_backend(name: str, paths: Paths | None = None) -> Backend:
+def get_backend(name: str, paths: Paths | None = None) -> "Backend":
     """The backend called `name`, ready to use, or BackendUnavailable saying what is missing."""
     cls = backend_class(name)
     info = cls.probe()
@@ -49,7 +62,7 @@ def get_backend(name: str, paths: Paths | None = None) -> Backend:
     return cls(paths)
 
 
-def backend_for(name: str, paths: Paths) -> Backend:
+def backend_for(name: str, paths: Paths) -> "Backend":
     """The backend that made container `name`, read from ctr's record of it."""
     from .records import RecordStore
 
@@ -64,7 +77,7 @@ def all_records(paths: Paths, backend: str | None = None):
     from .records import RecordStore
 
     records = RecordStore(paths).list()
-    backends: dict[str, Backend | None] = {}
+    backends: dict = {}
     out = []
     for record in records:
         if backend and record.backend != backend:

@@ -8,14 +8,26 @@ which is what tests and side-by-side installs want.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 
-@dataclass(frozen=True)
 class Paths:
-    data: Path
-    run: Path
+    """A plain class, not a dataclass: every command builds one, and dataclasses costs start-up time."""
+
+    __slots__ = ("data", "run")
+
+    def __init__(self, data: Path, run: Path) -> None:
+        self.data = Path(data)
+        self.run = Path(run)
+
+    def __repr__(self) -> str:
+        return f"Paths(data={self.data!r}, run={self.run!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Paths) and (self.data, self.run) == (other.data, other.run)
+
+    def __hash__(self) -> int:
+        return hash((self.data, self.run))
 
     @classmethod
     def default(cls, root: str | os.PathLike | None = None) -> "Paths":

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import click
 
 from ctr.backends.paths import Paths
 
 from ctr.errors import CtrError
-from ctr.spec import ContainerSpec, parse_cpus, parse_env, parse_label, parse_memory, parse_pids_limit, parse_volume
 
-@dataclass
 class Context:
     """What every command gets: the backend chosen with --backend, and the state root."""
 
-    backend_name: str
-    paths: Paths
+    def __init__(self, backend_name: str, paths: Paths) -> None:
+        self.backend_name = backend_name
+        self.paths = paths
 
     def backend(self):
         from ctr.backends import get_backend
@@ -56,8 +54,10 @@ def spec_options(func):
     return func
 
 
-def build_spec(image: str, command: tuple[str, ...], **opts) -> ContainerSpec:
+def build_spec(image: str, command: tuple[str, ...], **opts):
     """Turn the parsed flags into a ContainerSpec; all text parsing is ctr.spec's."""
+    from ctr.spec import ContainerSpec, parse_cpus, parse_env, parse_label, parse_memory, parse_pids_limit, parse_volume
+
     entrypoint = opts["entrypoint"]
     return ContainerSpec(
         image=image,

@@ -5,8 +5,22 @@ The public API: connect() to a backend, ContainerSpec, and the errors.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .errors import BackendUnavailable, CommandNotExecutable, CommandNotFound, Conflict, CtrError, InvalidSpec, NotFound, Unsupported
-from .spec import ContainerSpec, Mount
+
+if TYPE_CHECKING:
+    from .spec import ContainerSpec, Mount
+
+
+def __getattr__(name: str):
+    # ContainerSpec pulls in dataclasses (and with it inspect): only pay for it when used,
+    # so that `ctr --help` and commands that never build a spec start faster.
+    if name in ("ContainerSpec", "Mount"):
+        from . import spec
+
+        return getattr(spec, name)
+    raise AttributeError(f"module 'ctr' has no attribute {name!r}")
 
 
 def connect(backend: str = "native", root: str | None = None):

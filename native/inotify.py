@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import select
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+try:  # the soname directly: find_library forks ldconfig, milliseconds on every start
+    _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:
+    import ctypes.util
+
+    _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 IN_MODIFY = 0x2
 IN_CLOSE_WRITE = 0x8
 IN_NONBLOCK = 0o4000

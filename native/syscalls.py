@@ -8,11 +8,15 @@ os.unshare/os.setns, so they are here too (used from os where present).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import struct
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+try:  # the soname directly: find_library forks ldconfig, milliseconds on every start
+    _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:
+    import ctypes.util
+
+    _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 # sched.h
 CLONE_NEWNS = 0x00020000
