@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 deps:
 	@scripts/install-deps.sh
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py native/ctr-monitor.c
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[all,test]'
 	@touch $(STAMP)

@@ -45,7 +45,9 @@ class NativeBackend(Backend):
 
     @classmethod
     def probe(cls) -> BackendInfo:
-        versions = {"kernel": platform.release()}
+        from ctr.native.monitor import describe
+
+        versions = {"kernel": platform.release(), "monitor": describe()}
         if os.geteuid() != 0:
             return BackendInfo(cls.name, False, "the native backend needs root (run ctr as root)", versions)
         try:
@@ -230,8 +232,10 @@ class NativeBackend(Backend):
             os.write(report_w, b"ok")
             os.close(report_w)
             report_w = -1
-            status = monitor.run(started.pid, outputs, str(self.records.dir(record.name) / logs.LOG_FILE))
-            self._finish(record.name, cgroup, exit_status(status))
+            log_path = str(self.records.dir(record.name) / logs.LOG_FILE)
+            self._exec_monitor(record, cgroup.name, started, outputs, log_path, in_w)
+            code = monitor.run(started.pid, outputs, log_path)
+            self._finish(record.name, cgroup.name, code, started.pid)
         except BaseException as exc:
             if report_w >= 0:
                 code = getattr(exc, "exit_code", 125)
@@ -239,20 +243,66 @@ class NativeBackend(Backend):
         finally:
             os._exit(0)
 
-    def _finish(self, name: str, cgroup, code: int) -> None:
-        oom = cgroup.oom_killed()
-        cgroup.destroy()
-        with self.records.lock(name):
+    def _exec_monitor(self, record: Record, cgroup_name: str, started, outputs: dict[int, str], log_path: str,
+                      in_w: int | None) -> None:
+        """Become ctr-monitor, the C loop that keeps no interpreter resident; it ends by
+        exec'ing ctr.backends.native_finish, i.e. _finish, in this same process.
+        Returns only when there is no binary (no C compiler at install) or it would not exec."""
+        import sys
+
+        from ctr.native import monitor
+
+        from .native_finish import command
+
+        path = monitor.binary()
+        if path is None or not sys.executable:
+            return
+        if in_w is not None:
+            os.set_inheritable(in_w, True)  # a -d -i container's stdin stays open for its whole life
+        try:
+            monitor.exec_binary(path, started.pid, outputs, log_path, started.master_fd is not None,
+                                command(self.paths, record.name, cgroup_name, started.pid))
+        except OSError:
+            pass  # the Python loop does the same job
+
+    def _finish(self, name: str, cgroup_name: str, code: int, pid: int) -> None:
+        """PID 1 (`pid`) has exited with `code`: record that and any OOM kill, remove the cgroup
+        and runtime dir (with --rm the container too), then reap PID 1, a zombie until now so
+        that its pid could not be reused meanwhile. The monitor's last step, in its own
+        process, whichever loop it ran (ctr-monitor gets here through ctr.backends.native_finish).
+
+        All under the lock, and only while the record is still this monitor's: a `start` that
+        got in first has made a new run, with the same cgroup name and runtime dir."""
+        try:
+            with self.records.lock(name):
+                try:
+                    record = self.records.load(name)
+                except NotFound:
+                    record = None
+                if record is not None and record.cgroup != cgroup_name:
+                    record = None  # removed meanwhile (rm -f) and the name taken by a new container
+                if record is not None and record.extra.get("monitor_pid") != os.getpid():
+                    return  # restarted meanwhile: the new run owns the cgroup and the runtime dir
+                try:
+                    cgroup = _driver().open(cgroup_name)
+                except NotFound:  # already removed by `rm -f`, which gave up waiting for us
+                    oom = False
+                else:
+                    oom = cgroup.oom_killed()
+                    cgroup.destroy()
+                if record is None:
+                    return
+                record.status, record.exit_code, record.finished, record.oom_killed, record.pid = "exited", code, time.time(), oom, None
+                shutil.rmtree(self.paths.runtime / name, ignore_errors=True)
+                if record.spec.get("auto_remove"):
+                    self.records.remove(name)
+                else:
+                    self.records.save(record)
+        finally:
             try:
-                record = self.records.load(name)
-            except NotFound:
-                return  # removed meanwhile (rm -f)
-            record.status, record.exit_code, record.finished, record.oom_killed, record.pid = "exited", code, time.time(), oom, None
-            shutil.rmtree(self.paths.runtime / name, ignore_errors=True)
-            if record.spec.get("auto_remove"):
-                self.records.remove(name)
-            else:
-                self.records.save(record)
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
 
     # ---- state -------------------------------------------------------------------
 
@@ -336,7 +386,8 @@ class NativeBackend(Backend):
 
     def wait(self, name: str) -> int:
         record = self.get(name)
-        if record.status in ("running", "paused"):
+        # PID 1 may be gone while its monitor is still recording the end: wait for that too.
+        if record.status in ("running", "paused") or record.exit_code is None:
             self._wait_monitor(record, None)
             try:
                 record = self.records.load(name)

@@ -181,7 +181,7 @@ def logs(obj, follow: bool, tail: str, timestamps: bool, name: str) -> None:
 @command()
 @click.option("-a", "--all", "show_all", is_flag=True, help="Show stopped containers too.")
 @click.option("-q", "--quiet", is_flag=True, help="Only names.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format.")
 @click.option("--backend", "only", type=click.Choice(["native", "lxc", "docker"]), help="Only this backend's containers.")
 @pass_obj
 @errors_to_exit

@@ -65,7 +65,7 @@ def _row(image) -> dict:
 
 
 @click.command("images")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format.")
 @click.option("-q", "--quiet", is_flag=True, help="Print image IDs only.")
 @click.pass_obj
 @errors_to_exit
@@ -91,7 +91,7 @@ def image() -> None:
 
 
 @image.command("ls")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format.")
 @click.option("-q", "--quiet", is_flag=True, help="Print image IDs only.")
 @click.pass_context
 def ls(ctx: click.Context, fmt: str, quiet: bool) -> None:

@@ -71,7 +71,7 @@ cli.add_command(image)
 
 
 @cli.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format.")
 def backends(fmt: str) -> None:
     """List the backends, whether each is usable here, and their versions."""
     import json

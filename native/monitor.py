@@ -5,6 +5,11 @@ of conmon or LXC's monitor). It owns the read ends of the container's stdout
 and stderr (or its terminal), appends them to the log in Docker's json-file
 format, and waits for the container through a pidfd, so it sleeps in the
 kernel until there is output or an exit; it never polls.
+
+The loop exists twice: ctr-monitor (ctr-monitor.c beside this file, compiled at
+install time) is what a monitor normally becomes, by exec, so that no Python
+interpreter stays resident for the container's life; `run` below is the same
+loop in Python, for an install that had no C compiler.
 """
 
 from __future__ import annotations
@@ -12,16 +17,42 @@ from __future__ import annotations
 import errno
 import os
 import selectors
+from pathlib import Path
 
 from . import syscalls as sc
 
 CHUNK = 65536
+BINARY = Path(__file__).with_name("ctr-monitor")
+
+
+def binary() -> str | None:
+    """The compiled ctr-monitor, or None when the install could not build it."""
+    return str(BINARY) if os.access(BINARY, os.X_OK) else None
+
+
+def describe() -> str:
+    """Which monitor detached containers get, for `ctr backends`."""
+    return "ctr-monitor" if binary() else "python (ctr-monitor not built)"
+
+
+def exec_binary(path: str, pid: int, outputs: dict[int, str], log_path: str, tty: bool, finisher: list[str]) -> None:
+    """Become ctr-monitor: the same pid, so PID 1 stays our child, and the same loop as `run`.
+
+    Once PID 1 has exited, ctr-monitor execs `finisher` with `--exit-code N` appended.
+    Returns only if the exec failed (OSError), leaving the caller to run the Python loop.
+    """
+    args = [path, "--pid", str(pid), "--log", log_path]
+    for fd, stream in outputs.items():
+        os.set_inheritable(fd, True)  # Python's fds are close-on-exec
+        args += ["--tty" if tty else f"--{stream}", str(fd)]
+    os.execv(path, [*args, "--", *finisher])
 
 
 def run(pid: int, outputs: dict[int, str], log_path: str) -> int:
     """Copy each fd in `outputs` (fd -> "stdout"/"stderr") to the log until PID 1 exits.
 
-    Returns the raw waitpid status.
+    Returns Docker's exit code, leaving PID 1 a zombie for the caller to reap once its
+    end is recorded (as ctr-monitor does).
     """
     from ctr.backends.logs import encode
 
@@ -46,14 +77,20 @@ def run(pid: int, outputs: dict[int, str], log_path: str) -> int:
         for fd in open_fds:  # what was written just before the exit
             while _copy(fd, outputs[fd], log, encode) is True:
                 pass
-        _, status = os.waitpid(pid, 0)
-        return status
+        return exit_code(os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT))
     finally:
         sel.close()
         os.close(pidfd)
         os.close(log)
         for fd in outputs:
             os.close(fd)
+
+
+def exit_code(info) -> int:
+    """Docker's exit code from waitid's result: the process's own, or 128+N for signal N."""
+    if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
+        return 128 + info.si_status
+    return info.si_status & 0xFF
 
 
 def _copy(fd: int, stream: str, log: int, encode) -> bool | None:
