@@ -104,6 +104,8 @@ class NativeBackend(Backend):
         rootfs_dir.mkdir(parents=True, exist_ok=True)
         driver = _driver()
         cgroup = driver.create(f"ctr-{record.id}", Limits(spec.memory, spec.cpus, spec.pids_limit))
+        before = (record.status, record.pid, record.pid_start, record.started, record.cgroup)
+        joined: list[int] = []
         try:
             plan = ProcessPlan(
                 identity=Identity(
@@ -122,14 +124,25 @@ class NativeBackend(Backend):
                 ),
                 host_network=spec.network == "host",
             )
-            started = spawn(plan, cgroup.add, stdio)
+
+            def join(pid: int) -> None:
+                # Recorded before PID 1 may go on: if ctr dies from here on, `rm -f` still
+                # knows the pid and the cgroup to clean up.
+                joined.append(pid)
+                cgroup.add(pid)
+                record.status, record.pid, record.started = "running", pid, time.time()
+                record.pid_start = process_start_time(pid)
+                record.cgroup, record.exit_code, record.finished, record.oom_killed = cgroup.name, None, None, False
+                self.records.save(record)
+
+            started = spawn(plan, join, stdio)
         except BaseException:
             cgroup.destroy()
             shutil.rmtree(self.paths.runtime / record.name, ignore_errors=True)
+            if joined:  # the record said running: put it back as it was
+                record.status, record.pid, record.pid_start, record.started, record.cgroup = before
+                self.records.save(record)
             raise
-        record.status, record.pid, record.started = "running", started.pid, time.time()
-        record.pid_start = process_start_time(started.pid)
-        record.cgroup, record.exit_code, record.finished, record.oom_killed = cgroup.name, None, None, False
         return cgroup, started
 
     def run(self, spec: ContainerSpec) -> int:
@@ -147,7 +160,6 @@ class NativeBackend(Backend):
                 winsize = (tty.winsize(0) or tty.winsize(1)) if spec.tty else None
                 cgroup, started = self._launch(record, winsize=winsize)
                 forwarder.attach(started.pid)
-                self.records.save(record)
                 if started.master_fd is not None:
                     try:
                         tty.relay(started.master_fd, forward_stdin=spec.stdin)
