@@ -14,6 +14,7 @@ import click
 from ctr.backends.paths import Paths
 
 from .containers import containers_group
+from .compare import compare_command
 from .explain import explain
 from .images import image, images
 from .options import Context, CtrExit, build_spec, errors_to_exit, pass_obj, spec_options
@@ -66,6 +67,7 @@ def create(obj: Context, image: str, command: tuple[str, ...], **opts) -> None:
 for _command in containers_group:
     cli.add_command(_command)
 cli.add_command(explain)
+cli.add_command(compare_command)
 cli.add_command(images)
 cli.add_command(image)
 
