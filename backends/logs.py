@@ -11,7 +11,6 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -27,7 +26,7 @@ class LogEntry:
 
 def rfc3339(t: float | None = None) -> str:
     t = time.time() if t is None else t
-    whole = datetime.fromtimestamp(int(t), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(t)))
     return f"{whole}.{int((t % 1) * 1e9):09d}Z"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 
 _ADJECTIVES = (
     "admiring adoring agitated amazing angry awesome blissful bold boring brave busy charming "
@@ -30,9 +30,10 @@ _NAMES = (
 
 def new_id() -> str:
     """A 64-hex-digit container id, as Docker's; the first 12 make the short id."""
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()  # as secrets.token_hex, without importing random at start-up
 
 
 def generate_name() -> str:
     """A readable random name; callers retry on the rare clash with an existing one."""
-    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NAMES)}"
+    a, b = int.from_bytes(os.urandom(4), "little"), int.from_bytes(os.urandom(4), "little")
+    return f"{_ADJECTIVES[a % len(_ADJECTIVES)]}_{_NAMES[b % len(_NAMES)]}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import os
-import platform
 import select
 import shutil
 import signal
@@ -47,7 +46,7 @@ class NativeBackend(Backend):
     def probe(cls) -> BackendInfo:
         from ctr.native.monitor import describe
 
-        versions = {"kernel": platform.release(), "monitor": describe()}
+        versions = {"kernel": os.uname().release, "monitor": describe()}
         if os.geteuid() != 0:
             return BackendInfo(cls.name, False, "the native backend needs root (run ctr as root)", versions)
         try:

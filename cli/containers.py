@@ -14,16 +14,7 @@ from ctr.errors import InvalidSpec
 
 from .options import errors_to_exit, pass_obj
 
-containers_group = []  # the commands, registered by cli.main
-
-
-def command(*args, **kwargs):
-    def decorate(func):
-        cmd = click.command(*args, **kwargs)(func)
-        containers_group.append(cmd)
-        return cmd
-
-    return decorate
+command = click.command  # each command is registered lazily by cli.main (LAZY_COMMANDS)
 
 
 def parse_signal(text: str) -> int:

@@ -7,20 +7,42 @@ one-line messages with Docker's exit codes (125 for ctr's own errors).
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
 
 import click
 
 from ctr.backends.paths import Paths
 
-from .containers import containers_group
-from .compare import compare_command
-from .explain import explain
-from .images import image, images
 from .options import Context, CtrExit, build_spec, errors_to_exit, pass_obj, spec_options
 
+# Commands that live in other modules, imported only when used (or listed by --help):
+# `ctr run` should not pay for the image, compare or migration code.
+LAZY_COMMANDS = {
+    **{name: f"ctr.cli.containers:{attr}" for name, attr in (
+        ("start", "start"), ("stop", "stop"), ("restart", "restart"), ("kill", "kill"), ("rm", "remove"),
+        ("wait", "wait"), ("pause", "pause"), ("unpause", "unpause"), ("exec", "exec_"), ("logs", "logs"),
+        ("ps", "ps"), ("inspect", "inspect"), ("stats", "stats"), ("cp", "cp"))},
+    "explain": "ctr.cli.explain:explain",
+    "compare": "ctr.cli.compare:compare_command",
+    "images": "ctr.cli.images:images",
+    "image": "ctr.cli.images:image",
+}
 
-@click.group(context_settings={"help_option_names": ["--help"]})
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str):
+        if name not in self.commands and name in LAZY_COMMANDS:
+            module, attr = LAZY_COMMANDS[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["--help"]})
 @click.option("--backend", "-b", envvar="CTR_BACKEND", default="native", show_default=True,
               type=click.Choice(["native", "lxc", "docker"]), help="Container implementation to use.")
 @click.option("--root", envvar="CTR_ROOT", type=click.Path(file_okay=False), default=None,
@@ -50,7 +72,12 @@ def run(obj: Context, detach: bool, image: str, command: tuple[str, ...], **opts
     if detach:
         click.echo(obj.backend().run_detached(spec).id)
         return
-    sys.exit(obj.backend().run(spec))
+    code = obj.backend().run(spec)
+    # The container is gone and everything is cleaned up: skip the interpreter's own
+    # teardown, which would only add to every foreground run's latency.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @cli.command(context_settings={"allow_interspersed_args": False})
@@ -64,12 +91,6 @@ def create(obj: Context, image: str, command: tuple[str, ...], **opts) -> None:
     click.echo(obj.backend().create(build_spec(image, command, **opts)).id)
 
 
-for _command in containers_group:
-    cli.add_command(_command)
-cli.add_command(explain)
-cli.add_command(compare_command)
-cli.add_command(images)
-cli.add_command(image)
 
 
 @cli.command()

@@ -18,9 +18,7 @@ import array
 import fcntl
 import os
 import signal
-import socket
 import termios
-import traceback
 from dataclasses import dataclass
 
 from ctr.errors import CommandNotExecutable, CommandNotFound, CtrError
@@ -99,7 +97,11 @@ def enter(plan: ExecPlan, join_cgroup, stdio: Stdio = (None, None, None)) -> Sta
 def _fork(plan, identity: Identity, join_cgroup, stdio: Stdio, switch_pid_ns) -> Started:
     go_r, go_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    tty_parent, tty_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if identity.tty else (None, None)
+    tty_parent = tty_child = None
+    if identity.tty:  # the terminal's master fd comes back over a unix socket (SCM_RIGHTS)
+        import socket
+
+        tty_parent, tty_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     # For exec: hold the container's namespaces and root open before the fork, so that
     # the child joins exactly this container even if its pid were reused meanwhile.
     held = _open_namespaces(plan.target_pid) if isinstance(plan, ExecPlan) else None
@@ -156,7 +158,9 @@ def _open_namespaces(pid: int) -> dict[str, int]:
     return held
 
 
-def _receive_fd(sock: socket.socket) -> int | None:
+def _receive_fd(sock) -> int | None:
+    import socket
+
     _msg, fds, _flags, _addr = socket.recv_fds(sock, 16, 1)
     return fds[0] if fds else None
 
@@ -190,7 +194,7 @@ class _StartError(Exception):
         self.code = code
 
 
-def _child(plan, held, go_r: int, err_w: int, tty_sock: socket.socket | None) -> None:
+def _child(plan, held, go_r: int, err_w: int, tty_sock) -> None:
     code = 125
     try:
         try:
@@ -214,6 +218,8 @@ def _child(plan, held, go_r: int, err_w: int, tty_sock: socket.socket | None) ->
         except OSError as exc:
             message = f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
         except BaseException as exc:  # report, never unwind into the parent's code
+            import traceback
+
             message = f"{type(exc).__name__}: {exc} " + traceback.format_exc().replace("\n", " | ")
         os.write(err_w, f"{code}:{message}".encode())
     finally:
@@ -242,7 +248,7 @@ def _join(held: dict[str, int]) -> None:
     os.chdir("/")
 
 
-def _become(identity: Identity, tty_sock: socket.socket | None) -> None:
+def _become(identity: Identity, tty_sock) -> None:
     """Inside the container's root: stdio, user, capabilities, working dir, exec."""
     _setup_stdio(identity, tty_sock)
     user = resolve_user(identity.user, "/etc")
@@ -271,12 +277,14 @@ def _become(identity: Identity, tty_sock: socket.socket | None) -> None:
     _exec(executable, identity.args, env)
 
 
-def _setup_stdio(identity: Identity, tty_sock: socket.socket | None) -> None:
+def _setup_stdio(identity: Identity, tty_sock) -> None:
     if identity.tty:
         # A pty from the container's own devpts, so `tty` prints /dev/pts/N of the container.
         master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
         fcntl.ioctl(master, TIOCSPTLCK, array.array("i", [0]))
         slave = os.open(_ptsname(master), os.O_RDWR)
+        import socket
+
         socket.send_fds(tty_sock, [b"m"], [master])
         os.close(master)
         tty_sock.close()

@@ -43,9 +43,13 @@ def test_unsupported_flags_are_explained_in_the_readme():
 
 
 def _commands(group, prefix=""):
-    for name, cmd in group.commands.items():
+    import click
+
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
         yield prefix + name, cmd
-        if hasattr(cmd, "commands"):
+        if isinstance(cmd, click.Group):
             yield from _commands(cmd, prefix + name + " ")
 
 
