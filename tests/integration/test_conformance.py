@@ -144,7 +144,7 @@ def test_tty(ctr, backend):
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
     proc = subprocess.Popen([*ctr.args_prefix, "--backend", backend.name, "run", "--rm", "-t", "busybox", "sh", "-c",
-                             "tty; stty size"], stdin=slave, stdout=slave, stderr=slave)
+                             "tty; sleep 1; stty size"], stdin=slave, stdout=slave, stderr=slave)
     os.close(slave)
     out = b""
     deadline = time.monotonic() + 60

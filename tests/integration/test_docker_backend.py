@@ -2,8 +2,9 @@
 
 Engine tests take the `backend` fixture parametrized with "docker": skipped when the
 engine or the SDK is missing, failed instead under --require-backends. Every
-container gets a name from the `name` fixture and is force-removed afterwards,
-found by its ctr.name label, so a failing test leaves nothing in the engine.
+container gets a name from the `name` fixture and is force-removed afterwards
+(`ctr rm -f`, then by its ctr.name label), so a failing test leaves nothing in ctr's
+state or the engine.
 The tests at the end need no engine: the attach framing, the archive retagging,
 the start-error classification.
 """
@@ -20,6 +21,7 @@ import socket
 import subprocess
 import tarfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,10 +45,12 @@ def engine(backend):
 
 
 @pytest.fixture
-def name(engine):
-    """A fresh container name; whatever still carries it afterwards is removed."""
+def name(engine, ctr):
+    """A fresh container name; whatever still carries it afterwards (ctr's record, the
+    engine's container) is removed."""
     value = f"ctr-test-{secrets.token_hex(4)}"
     yield value
+    ctr("rm", "-f", value)
     for c in engine.containers.list(all=True, filters={"label": f"ctr.name={value}"}):
         c.remove(force=True)
 
@@ -345,11 +349,18 @@ def test_rm_leaves_nothing_and_no_rm_keeps_the_container(dctr, engine, name):
 
 
 @docker_only
-def test_name_in_use_is_a_conflict(dctr, engine, name):
+def test_name_in_use_is_a_conflict(dctr, engine, name, paths):
     assert dctr("run", "--name", name, "busybox", "true").returncode == 0
     r = dctr("run", "--rm", "--name", name, "busybox", "true")
     assert r.returncode == 125
+    assert r.stderr.strip().splitlines() == [f'ctr: container name "{name}" is already in use']
+    assert dctr("rm", name).returncode == 0
+    # A name the engine has and ctr does not (another state root's, or docker's own container).
+    engine.containers.create("ctr.local/busybox:latest", ["true"], name=name, labels={"ctr.name": name})
+    r = dctr("run", "--rm", "--name", name, "busybox", "true")
+    assert r.returncode == 125
     assert r.stderr.strip().splitlines() == [f"ctr: container name {name} is already in use in the docker engine"]
+    assert not (paths.containers / name).exists()  # the record reserved for it was given up
 
 
 @docker_only
@@ -358,6 +369,268 @@ def test_generated_names_are_removed_too(dctr, engine):
     short_id = r.stdout.strip()
     assert r.returncode == 0 and len(short_id) == 12, r.stderr
     assert not engine.containers.list(all=True, filters={"id": short_id})
+
+
+# --- the lifecycle: records, state read live, logs, exec ----------------------------------
+# (what tests/integration/test_lifecycle.py checks on every backend is not repeated here)
+
+
+def _wait_until(check, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    return check()
+
+
+def _ps(dctr, *args: str) -> dict:
+    return {row["name"]: row for row in json.loads(dctr("ps", "--format", "json", *args).stdout)}
+
+
+def _inspect(dctr, name: str) -> dict:
+    r = dctr("inspect", name)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)[0]
+
+
+@docker_only
+def test_foreground_run_is_in_ps_and_inspect_while_it_runs(dctr, engine, name, paths):
+    with running(dctr, engine, name) as (proc, pid, cid):
+        row = _ps(dctr)[name]
+        assert (row["backend"], row["status"], row["pid"], row["id"]) == ("docker", "running", pid, cid)
+        doc = _inspect(dctr, name)
+        assert doc["state"]["pid"] == pid and doc["backend"]["raw"]["Id"] == cid
+        assert doc["backend"]["raw"]["HostConfig"]["LogConfig"]["Type"] == "none"  # the output went to ctr
+        record = json.loads((paths.containers / name / "record.json").read_text())
+        assert record["backend"] == "docker" and record["extra"]["docker_id"] == cid
+        assert record["spec"]["auto_remove"] is True and record["image"] == "busybox:latest"
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    assert name not in _ps(dctr, "-a")
+    assert not (paths.containers / name).exists() and leftovers(engine, name) == []
+
+
+@docker_only
+def test_foreground_without_rm_stays_until_ctr_rm(dctr, engine, name, paths):
+    assert dctr("run", "--name", name, "busybox", "sh", "-c", "exit 6").returncode == 6
+    row = _ps(dctr, "-a")[name]
+    assert (row["status"], row["exit_code"]) == ("exited", 6)
+    assert "Exited (6)" in dctr("ps", "-a").stdout
+    assert dctr("logs", name).stdout == ""  # a foreground run keeps no log, as on native
+    assert dctr("wait", name).stdout.strip() == "6"
+    assert dctr("rm", name).returncode == 0
+    assert not (paths.containers / name).exists() and leftovers(engine, name) == []
+
+
+@docker_only
+def test_failed_create_or_start_leaves_nothing(dctr, engine, name, paths):
+    for args, code in ((["-d"], 127), ([], 127)):
+        r = dctr("run", *args, "--name", name, "busybox", "nosuchcmd")
+        assert r.returncode == code, r.stderr
+        assert r.stderr.strip().splitlines() == ['ctr: exec "nosuchcmd": executable file not found in $PATH']
+        assert not (paths.containers / name).exists() and leftovers(engine, name) == []
+    r = dctr("run", "-d", "--name", name, "-u", "nosuchuser", "busybox", "true")
+    assert r.returncode == 125 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = dctr("run", "-d", "--name", name, "-v", "/nonexistent-ctr-test:/x", "busybox", "true")
+    assert r.returncode == 125 and "does not exist" in r.stderr
+    assert not (paths.containers / name).exists() and leftovers(engine, name) == []
+
+
+@docker_only
+def test_detached_container_logs_to_json_file(dctr, engine, name, backend):
+    from ctr.backends.logs import LogEntry
+
+    assert dctr("run", "-d", "--name", name, "busybox", "sh", "-c", "echo out; echo err >&2; printf partial").returncode == 0
+    assert dctr("wait", name).stdout.strip() == "0"
+    assert engine.api.inspect_container(name)["HostConfig"]["LogConfig"]["Type"] == "json-file"
+    entries = list(backend.logs(name))
+    assert all(isinstance(e, LogEntry) and e.time.endswith("Z") and e.time[:4].isdigit() for e in entries)
+    by_stream = {s: b"".join(e.data for e in entries if e.stream == s) for s in ("stdout", "stderr")}
+    assert by_stream == {"stdout": b"out\npartial", "stderr": b"err\n"}
+    assert list(backend.logs(name, tail=0)) == []
+
+
+@docker_only
+def test_logs_follow_until_the_container_stops(dctr, name):
+    assert dctr("run", "-d", "--name", name, "busybox", "sh", "-c",
+                "for i in 1 2 3; do echo line$i; sleep 0.3; done").returncode == 0
+    r = dctr("logs", "-f", name, timeout=30)
+    assert r.returncode == 0 and r.stdout.split() == ["line1", "line2", "line3"]
+
+
+@docker_only
+def test_tty_container_logs(dctr, name, backend):
+    assert dctr("run", "-d", "-t", "--name", name, "busybox", "sh", "-c", "echo one; echo two >&2").returncode == 0
+    dctr("wait", name)
+    entries = list(backend.logs(name))
+    assert [(e.stream, e.data) for e in entries] == [("stdout", b"one\r\n"), ("stdout", b"two\r\n")]  # one stream
+    assert all(e.time.endswith("Z") for e in entries)
+    assert [e.data for e in backend.logs(name, tail=1)] == [b"two\r\n"]
+
+
+@docker_only
+def test_exec_process_is_decided_as_on_native(dctr, name, config_image):
+    """The container's env with the exec's on top, its workdir and user, unless given."""
+    r = dctr("run", "-d", "--name", name, "-e", "A=container", "-e", "B=kept", "--entrypoint", "sh",
+             config_image.name, "-c", "sleep 60")
+    assert r.returncode == 0, r.stderr
+    r = dctr("exec", "-e", "A=exec", name, "sh", "-c", "echo $A $B $FOO $(pwd) $(id -un)")
+    assert r.stdout == "exec kept from-image /tmp nobody\n", r.stderr
+    r = dctr("exec", "-w", "/etc", "-u", "root", name, "sh", "-c", "echo $(pwd) $(id -un)")
+    assert r.stdout == "/etc root\n", r.stderr
+
+
+@docker_only
+def test_exec_streams_stdin_and_exit_codes(dctr, name):
+    assert dctr("run", "-d", "--name", name, "busybox", "sleep", "60").returncode == 0
+    r = dctr("exec", name, "sh", "-c", "echo out; echo err >&2; exit 9")
+    assert (r.returncode, r.stdout, r.stderr) == (9, "out\n", "err\n")
+    assert dctr("exec", "-i", name, "cat", input="hi\n").stdout == "hi\n"  # EOF ends cat
+    data = os.urandom(1 << 20)
+    r = dctr("exec", "-i", name, "cat", input=data, timeout=60)
+    assert r.returncode == 0 and r.stdout == data
+    assert dctr("exec", name, "cat", input="hi\n").stdout == ""  # no -i: no stdin
+    r = dctr("exec", name, "nosuchcmd")
+    assert (r.returncode, r.stdout) == (127, "")
+    assert r.stderr.strip().splitlines() == ['ctr: exec "nosuchcmd": executable file not found in $PATH']
+    r = dctr("exec", name, "/etc/passwd")
+    assert r.returncode == 126 and r.stderr.strip().splitlines() == ['ctr: exec "/etc/passwd": permission denied']
+    # Output that merely looks like runc's failure is output.
+    r = dctr("exec", name, "echo", "OCI runtime exec failed: exec: \"x\": permission denied")
+    assert r.returncode == 0 and r.stdout.startswith("OCI runtime exec failed")
+
+
+@docker_only
+def test_exec_with_a_tty(dctr, name):
+    import fcntl
+    import struct
+    import termios
+
+    assert dctr("run", "-d", "--name", name, "busybox", "sleep", "60").returncode == 0
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 21, 77, 0, 0))
+    script = ('tty; i=0; while [ "$(stty size 2>/dev/null)" != "21 77" ] && [ $i -lt 250 ]; do usleep 20000; '
+              'i=$((i+1)); done; stty size; exit 3')
+    proc = subprocess.Popen([*dctr.args_prefix, "exec", "-t", name, "sh", "-c", script],
+                            stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert proc.wait(timeout=30) == 3
+    lines = [line for line in out.replace(b"\r", b"").split(b"\n") if line]
+    assert lines[0].startswith(b"/dev/pts/") and lines[1] == b"21 77", out
+
+
+@docker_only
+def test_states_and_their_conflicts(dctr, name, tmp_path):
+    r = dctr("create", "--name", name, "busybox", "sleep", "60")
+    assert r.returncode == 0
+    assert _ps(dctr, "-a")[name]["status"] == "created"
+    r = dctr("exec", name, "true")
+    assert r.returncode == 125 and f"cannot exec in container {name}: it is not running" in r.stderr
+    r = dctr("kill", name)
+    assert r.returncode == 125 and "is not running" in r.stderr
+    r = dctr("cp", f"{name}:/etc/passwd", str(tmp_path / "x"))
+    assert r.returncode == 125 and "not running" in r.stderr
+    assert dctr("start", name).returncode == 0
+    assert dctr("pause", name).returncode == 0
+    r = dctr("exec", name, "true")
+    assert r.returncode == 125 and "paused" in r.stderr
+    r = dctr("rm", name)
+    assert r.returncode == 125
+    assert r.stderr.strip() == f"ctr: cannot remove container {name}: it is paused: stop it first or use --force"
+    assert dctr("unpause", name).returncode == 0
+    r = dctr("unpause", name)
+    assert r.returncode == 125 and "not paused" in r.stderr
+    r = dctr("start", name)
+    assert r.returncode == 125 and "it is running" in r.stderr
+    assert dctr("stop", "-t", "0", name).returncode == 0
+    assert dctr("wait", name).stdout.strip() == "137"
+    r = dctr("stats", "--no-stream", name)
+    assert r.returncode == 125 and "not running" in r.stderr
+    assert dctr("restart", "-t", "0", name).returncode == 0  # an exited container starts again
+    assert _ps(dctr)[name]["status"] == "running"
+
+
+@docker_only
+def test_inspect_rootfs_and_cgroup_are_the_engines(dctr, engine, name):
+    assert dctr("run", "-d", "--name", name, "busybox", "sh", "-c", "echo x > /made-here; sleep 60").returncode == 0
+    raw = engine.api.inspect_container(name)
+    doc = _inspect(dctr, name)
+    assert doc["id"] == raw["Id"] and doc["state"]["pid"] == raw["State"]["Pid"]
+    assert doc["rootfs"]["type"] == raw["GraphDriver"]["Name"]
+    if raw["GraphDriver"]["Name"] == "overlay2":
+        upper = Path(doc["rootfs"]["upper"])
+        assert upper == Path(raw["GraphDriver"]["Data"]["UpperDir"])
+        assert _wait_until(lambda: (upper / "made-here").exists())
+        assert doc["rootfs"]["lower"] and all(Path(p).is_dir() for p in doc["rootfs"]["lower"])
+    pid = raw["State"]["Pid"]
+    controller = "memory" if Path("/sys/fs/cgroup/memory").is_dir() else ""
+    assert cgroup_dir(pid, controller).as_posix().endswith(doc["cgroup"]) and raw["Id"] in doc["cgroup"]
+    assert dctr("stop", "-t", "0", name).returncode == 0
+    doc = _inspect(dctr, name)
+    assert doc["state"]["status"] == "exited" and doc["state"]["finished_at"].endswith("Z") and doc["cgroup"] == ""
+
+
+@docker_only
+def test_engine_container_removed_behind_ctrs_back(dctr, engine, name, paths):
+    assert dctr("run", "-d", "--name", name, "busybox", "sleep", "60").returncode == 0
+    engine.api.remove_container(name, force=True)
+    row = _ps(dctr, "-a")[name]
+    assert row["status"] == "exited"
+    doc = _inspect(dctr, name)
+    assert doc["state"]["status"] == "exited" and doc["backend"]["raw"] == {}
+    assert dctr("logs", name).returncode == 0
+    r = dctr("start", name)
+    assert r.returncode == 125 and "gone" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert dctr("stop", name).returncode == 0
+    r = dctr("wait", name)
+    assert r.returncode == 125 and "no exit code" in r.stderr
+    assert dctr("rm", name).returncode == 0
+    assert not (paths.containers / name).exists()
+
+
+@docker_only
+def test_detached_rm_forgets_the_record_when_it_exits(dctr, engine, name, paths):
+    assert dctr("run", "-d", "--rm", "--name", name, "busybox", "sh", "-c", "sleep 0.5; exit 3").returncode == 0
+    assert dctr("wait", name).stdout.strip() == "3"
+    assert not (paths.containers / name).exists() and leftovers(engine, name) == []
+    assert dctr("run", "-d", "--rm", "--name", name, "busybox", "sleep", "60").returncode == 0
+    assert dctr("stop", "-t", "0", name).returncode == 0
+    assert name not in _ps(dctr, "-a") and not (paths.containers / name).exists()
+    assert leftovers(engine, name) == []
+    assert dctr("run", "-d", "--rm", "--name", name, "busybox", "true").returncode == 0
+    assert _wait_until(lambda: not leftovers(engine, name))
+    assert name not in _ps(dctr, "-a")  # looking at it is enough to forget it
+    assert not (paths.containers / name).exists()
+
+
+@docker_only
+def test_python_api_get_and_list(backend, dctr, name):
+    from ctr.spec import ContainerSpec
+
+    record = backend.run_detached(ContainerSpec(image="busybox", command=("sleep", "60"), name=name))
+    assert record.backend == "docker" and record.extra["docker_id"] == record.id
+    live = backend.get(name)
+    assert live.status == "running" and live.pid and live.started and live.finished is None
+    assert name in [r.name for r in backend.list()]
+    backend.kill(name, signal.SIGTERM)  # PID 1 ignores SIGTERM it has no handler for
+    backend.kill(name)
+    assert backend.wait(name) == 137
+    done = backend.get(name)
+    assert (done.status, done.exit_code, done.pid) == ("exited", 137, None) and done.finished >= done.started
+    backend.remove(name)
+    assert name not in [r.name for r in backend.list()]
 
 
 # --- images -------------------------------------------------------------------------------
@@ -502,3 +775,86 @@ def test_start_errors_get_dockers_exit_codes(message, kind, text):
     assert type(err) is getattr(errors, kind)
     assert str(err) == text
     assert err.exit_code == {"CommandNotFound": 127, "CommandNotExecutable": 126}[kind]
+
+
+def test_engine_times():
+    from ctr.backends.docker import _engine_time
+
+    assert _engine_time("0001-01-01T00:00:00Z") is None and _engine_time("") is None and _engine_time(None) is None
+    assert _engine_time("2024-05-01T12:00:00.5Z") == 1714564800.5
+    assert abs(_engine_time("2024-05-01T12:00:00.123456789Z") - 1714564800.123456789) < 1e-6
+    assert _engine_time("2024-05-01T14:00:00+02:00") == 1714564800.0
+
+
+@pytest.mark.parametrize("cut", [1, 5, 8, 13, 4096])
+def test_log_frames_keep_streams_and_times_apart(cut):
+    from ctr.backends.docker import _log_frames
+    from ctr.backends.logs import LogEntry
+
+    stream = _frames([(1, b"2024-05-01T12:00:00.000000001Z out\n"), (2, b"2024-05-01T12:00:00.000000002Z err\n"),
+                      (1, b"2024-05-01T12:00:00.000000003Z no newline")])
+    chunks = (stream[i:i + cut] for i in range(0, len(stream), cut))
+    assert list(_log_frames(chunks)) == [
+        LogEntry("stdout", "2024-05-01T12:00:00.000000001Z", b"out\n"),
+        LogEntry("stderr", "2024-05-01T12:00:00.000000002Z", b"err\n"),
+        LogEntry("stdout", "2024-05-01T12:00:00.000000003Z", b"no newline"),
+    ]
+
+
+@pytest.mark.parametrize("chunks,held,written", [
+    ([b"OCI runtime ", b"exec failed: exec failed: x\r\n"], b"OCI runtime exec failed: exec failed: x\r\n", b""),
+    ([b"OCI runtime exec failed\n", b"more\n"], None, b"OCI runtime exec failed\nmore\n"),
+    ([b"OCI", b" something else\n"], None, b"OCI something else\n"),
+    ([b"plain output\n"], None, b"plain output\n"),
+])
+def test_exec_output_holds_back_only_what_looks_like_runcs_failure(capfd, chunks, held, written):
+    from ctr.backends.docker import _HoldingOutput
+
+    out = _HoldingOutput()
+    for chunk in chunks:
+        out.write(1, chunk)
+    assert out.held == held
+    assert capfd.readouterr().out.encode() == written
+
+
+def test_exec_failures_get_dockers_exit_codes():
+    from ctr import errors
+    from ctr.backends.docker import exec_failure
+
+    text = ('OCI runtime exec failed: exec failed: unable to start container process: '
+            'exec: "nosuch": executable file not found in $PATH: unknown\r\n')
+    err = exec_failure(text)
+    assert type(err) is errors.CommandNotFound and str(err) == 'exec "nosuch": executable file not found in $PATH'
+    assert exec_failure("hello\n") is None
+
+
+def _entry(stream: str, ms: float, data: bytes = b""):
+    from ctr.backends.logs import LogEntry, rfc3339
+
+    return LogEntry(stream, rfc3339(1714564800 + ms / 1000), data or f"{stream}@{ms}".encode())
+
+
+def test_stdout_first_orders_what_the_engine_stamped_too_close_to_tell():
+    from ctr.backends.docker import stdout_first
+
+    # The engine stamped `echo out; echo err >&2` the wrong way round, 0.3 ms apart.
+    entries = [_entry("stderr", 0.0), _entry("stdout", 0.3)]
+    assert [e.stream for e in stdout_first(iter(entries))] == ["stdout", "stderr"]
+    # Further apart than the window: the engine's order stands.
+    entries = [_entry("stderr", 0.0), _entry("stdout", 50.0), _entry("stdout", 51.0), _entry("stderr", 52.0)]
+    assert [e.data for e in stdout_first(iter(entries))] == [e.data for e in entries]
+    # Each stream keeps its own order; stderr held back stays in order behind stdout.
+    entries = [_entry("stderr", 0.0, b"e1"), _entry("stderr", 1.0, b"e2"), _entry("stdout", 2.0, b"o1"),
+               _entry("stdout", 30.0, b"o2")]
+    assert [e.data for e in stdout_first(iter(entries))] == [b"o1", b"e1", b"e2", b"o2"]
+
+
+def test_stdout_first_does_not_hold_a_followed_stderr_line():
+    from ctr.backends.docker import _TICK, stdout_first
+
+    seen = []
+    source = iter([_entry("stderr", 0.0), _TICK, _entry("stdout", 1.0)])
+    gen = stdout_first(source)
+    seen.append(next(gen).stream)  # released by the tick, before the next entry arrives
+    seen.append(next(gen).stream)
+    assert seen == ["stderr", "stdout"]
