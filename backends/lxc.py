@@ -4,7 +4,9 @@ How it maps onto liblxc 5 (each choice checked against liblxc's source and on a
 real host):
 
 - Containers live under ctr's own lxcpath (`<data>/lxc`), never /var/lib/lxc.
-  Their cgroups are named after the container id (`ctr-lxc-<id>`), never
+  `create` writes the container's liblxc config there (`<lxcpath>/<name>/config`,
+  so lxc-ls -P and lxc-info -P see ctr's containers); it stays until `rm`. Their
+  cgroups are named after the container id (`ctr-lxc-<id>`), never
   `lxc.payload.<name>`, so they cannot meet a user's own LXC container of the
   same name; the monitor's pivot cgroup is per container too
   (`ctr-lxc-<id>.pivot`), so it can be removed afterwards.
@@ -17,8 +19,8 @@ real host):
   throwaway mount namespace, so they also exist under --read-only.
 - liblxc's start() blocks for the container's whole life and changes process
   state (signal mask, environment, log), so it runs in a forked child of ctr,
-  "the monitor", started non-daemonized with useinit=False: the command is
-  PID 1 itself, not lxc-init. With lxc.console.path = none, liblxc hands the
+  "the liblxc monitor", started non-daemonized with useinit=False: the command
+  is PID 1 itself, not lxc-init. With lxc.console.path = none, liblxc hands the
   monitor's stdin/stdout/stderr to PID 1 unchanged, so stdout and stderr stay
   apart; stdin is /dev/null unless -i. close_fds=True keeps every other fd
   out of the container.
@@ -32,10 +34,35 @@ real host):
   a public field the python bindings do not expose; the monitor reads it with
   ctypes (checking the struct against the container's name and lxcpath first)
   and writes it to a file, since close_fds has closed any pipe by then.
-- Signals to ctr go straight to PID 1 through a pidfd (found in the payload
-  cgroup: the process whose innermost pid is 1); signals that arrive earlier
-  are held until then. If ctr itself dies, the monitor gets SIGTERM, passes it
-  on, and tidies up once the container has ended.
+  An OOM kill is read by liblxc's stop hook (`cat memory.oom_control`), which
+  liblxc runs after PID 1 has ended but before it removes the cgroup.
+- Foreground `run`: ctr itself waits for the liblxc monitor. Signals to ctr go
+  straight to PID 1 through a pidfd (found in the payload cgroup: the process
+  whose innermost pid is 1); signals that arrive earlier are held until then.
+  If ctr dies, the liblxc monitor gets SIGTERM, passes it on, and tidies up
+  once the container has ended.
+- Detached (`start`): ctr forks twice (the first child exits at once, so the
+  second is orphaned and outlives ctr) into "ctr's monitor", the analogue of
+  conmon. It forks the liblxc monitor with pipes (or, with -t, a pty) as its
+  stdio and keeps their other ends: stdout and stderr go to the Docker
+  json-file log apart, and nobody but the monitor holds them. liblxc's
+  daemonize=True was not taken: its daemon keeps no exit status (error_num
+  lives in a process nobody can ask) and sends PID 1's output to /dev/null or,
+  with a console log, to one merged stream. ctr's monitor reports to `ctr
+  start` once PID 1 has exec'd (its /proc/PID/exe or name is no longer the
+  monitor's), or the start error, and records the exit when the liblxc monitor
+  ends. Killed with -9, it takes the liblxc monitor with it (its death signal
+  is SIGKILL here), and liblxc's own death signal on PID 1 ends the container,
+  unless PID 1 runs as another user: the kernel clears a death signal on a uid
+  change, as for the native backend's PID 1; `ps` then says it runs, which it
+  does, and `rm -f` kills it.
+- Status is read live: running while PID 1's pid has the start time recorded,
+  paused while liblxc says FROZEN (or, with no liblxc monitor left to ask, the
+  freezer cgroup does).
+- exec: liblxc's attach (namespaces, and the container's cgroup through its
+  monitor) runs a payload of ctr's in the container, which takes the user,
+  capabilities, environment and working directory exactly as the native
+  backend's exec does, then execs.
 - A failed exec makes start() return False with liblxc's reason in the log
   (`No such file or directory - Failed to exec "x"`): that becomes 127 or 126.
 """
@@ -45,24 +72,29 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import json
 import os
 import platform
 import re
+import select
 import selectors
 import shlex
 import shutil
 import signal
+import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
 from ctr import errors as _errors
-from ctr.errors import CommandNotExecutable, CommandNotFound, Conflict, CtrError, Unsupported
+from ctr.errors import CommandNotExecutable, CommandNotFound, Conflict, CtrError, NotFound, Unsupported
 from ctr.spec import ContainerSpec
 
-from .base import Backend, BackendInfo, check_mount_sources, resolve_process
+from . import logs
+from .base import Backend, BackendInfo, ExecSpec, check_mount_sources, exit_status, merge_env, resolve_process
 from .images import ImageStore
 from .records import Record, RecordStore, process_start_time, write_json_atomic
 
@@ -70,6 +102,10 @@ INSTALL_HINT = "the python lxc bindings are missing: apt-get install lxc lxc-dev
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 CPU_PERIOD = 100_000  # microseconds, Docker's default CFS period
 RESULT_FILE = "result.json"
+OOM_FILE = "memory-events"  # what the stop hook copied from the memory cgroup
+MONITOR_EXIT_TIMEOUT = 10.0
+MONITOR_COMM = "[lxc monitor]"  # the liblxc monitor's name, and PID 1's until it execs
+LXC_LOCK_DIR = Path("/run/lxc/lock")  # liblxc's per-container lock files (lxclock.c), for root
 
 # Docker's default device cgroup rules (moby oci/devices): mknod anything, use only these.
 DEVICE_RULES = (
@@ -81,6 +117,7 @@ DEVICE_RULES = (
 
 class LxcBackend(Backend):
     name = "lxc"
+    UNSUPPORTED_FLAGS = {"--network bridge": "there is no bridge for containers on this host; use --network none or host"}
 
     @classmethod
     def probe(cls) -> BackendInfo:
@@ -120,60 +157,86 @@ class LxcBackend(Backend):
     def check_spec(self, spec: ContainerSpec) -> None:
         """Refuse what liblxc cannot do here, before anything is made."""
         if spec.network == "bridge":
-            raise Unsupported(self.name, "--network bridge", "there is no bridge for containers on this host; use --network none or host")
+            raise Unsupported(self.name, "--network bridge", self.UNSUPPORTED_FLAGS["--network bridge"])
         wanted = {"memory": spec.memory is not None, "cpu": spec.cpus is not None, "pids": spec.pids_limit is not None}
         flags = {"memory": "--memory", "cpu": "--cpus", "pids": "--pids-limit"}
         for controller, asked in wanted.items():
             if asked and _controller_version(controller) is None:
                 raise Unsupported(self.name, flags[controller], f"the {controller} cgroup controller is not available")
 
-    def run(self, spec: ContainerSpec) -> int:
+    # -- creating: record, writable layer, liblxc config; no process ------------------------
+
+    def create(self, spec: ContainerSpec) -> Record:
         self.check_spec(spec)
-        if spec.tty and spec.stdin and not os.isatty(0):
-            raise CtrError("the input device is not a TTY")
         image = self.images.get(spec.image)
         layers = [str(p) for p in self.images.layer_paths(image)]
         check_mount_sources(spec)
         record = self.records.reserve(spec.name, self.name, spec.to_dict())
+        try:
+            self._define(record, spec, image, layers)
+        except BaseException:
+            self._destroy(record)
+            raise
+        return record
+
+    def _define(self, record: Record, spec: ContainerSpec, image, layers: list[str]) -> None:
         name = record.name
         cdir = self.records.dir(name)
         rundir = self.paths.runtime / name
+        hostname = spec.hostname or record.short_id
+        process = resolve_process(spec.with_changes(hostname=hostname), image.config)
+        record.image, record.image_digest = image.name, image.digest
+        record.cgroup = _cgroup_names(record.id)[0]
+        record.extra = {"lxcpath": str(self.lxcpath), "hostname": hostname, "layers": layers, "process": asdict(process)}
+        self.records.save(record)
+        upper, work, rootfs = cdir / "upper", cdir / "work", rundir / "rootfs"
+        for p in [*layers, str(upper)]:
+            if re.search(r"[:,]", p):
+                raise CtrError(f"cannot use {p} as an overlay layer of container {name}: the path contains ':' or ','")
+        for d in (upper, work, rootfs):
+            d.mkdir(parents=True, exist_ok=True)
+        try:
+            user = _prepare_rootfs(name, layers, str(upper), str(work), str(rootfs), process.user, process.cwd, spec)
+        finally:
+            shutil.rmtree(rundir, ignore_errors=True)  # made again by each start
+        env = list(process.env)
+        if not any(e.startswith("HOME=") for e in env):
+            env.append(f"HOME={user['home']}")
+        lxcdir = self.lxcpath / name
+        shutil.rmtree(lxcdir, ignore_errors=True)  # of an earlier container of this name, if ever left
+        lxcdir.mkdir(parents=True, mode=0o700)
+        config = lxc_config(
+            spec, record.id, hostname, layers, str(upper), str(rootfs), str(lxcdir / "lxc.log"),
+            env, process.cwd, user, oom_file=str(rundir / OOM_FILE),
+        )
+        _save_config(name, self.lxcpath, config)
+        record.extra["config"] = [list(item) for item in config]
+        self.records.save(record)
+
+    @staticmethod
+    def _config(record: Record) -> list[tuple[str, str]]:
+        return [(k, v) for k, v in record.extra["config"]]
+
+    # -- running in the foreground: ctr waits for the liblxc monitor ----------------------------
+
+    def run(self, spec: ContainerSpec) -> int:
+        if spec.tty and spec.stdin and not os.isatty(0):
+            raise CtrError("the input device is not a TTY")
+        record = self.create(spec)
+        rundir = self.paths.runtime / record.name
         remove = spec.auto_remove
         try:
-            hostname = spec.hostname or record.short_id
-            process = resolve_process(spec.with_changes(hostname=hostname), image.config)
-            record.image, record.image_digest = image.name, image.digest
-            record.cgroup = _cgroup_names(record.id)[0]
-            record.extra = {"lxcpath": str(self.lxcpath)}
-            self.records.save(record)
-            upper, work, rootfs = cdir / "upper", cdir / "work", rundir / "rootfs"
-            for d in (upper, work, rootfs):
-                d.mkdir(parents=True, exist_ok=True)
-            for p in [*layers, str(upper)]:
-                if re.search(r"[:,]", p):
-                    raise CtrError(f"cannot use {p} as an overlay layer of container {name}: the path contains ':' or ','")
-            user = _prepare_rootfs(name, layers, str(upper), str(work), str(rootfs), process.user, process.cwd, spec)
-            env = list(process.env)
-            if not any(e.startswith("HOME=") for e in env):
-                env.append(f"HOME={user['home']}")
-            lxcdir = self.lxcpath / name
-            shutil.rmtree(lxcdir, ignore_errors=True)  # left by a monitor that was killed outright
-            lxcdir.mkdir(parents=True, mode=0o700)
-            config = lxc_config(
-                spec, record.id, hostname, layers, str(upper), str(rootfs), str(lxcdir / "lxc.log"),
-                env, process.cwd, user,
-            )
-            code = self._run_monitor(spec, record, config, process.args, rundir)
-            record.exit_code = code
+            (rundir / "rootfs").mkdir(parents=True, exist_ok=True)
+            args = tuple(record.extra["process"]["args"])
+            code = self._run_monitor(spec, record, self._config(record), args, rundir)
+            record.exit_code, record.oom_killed = code, _read_oom(rundir)
             record.status, record.finished, record.pid = "exited", time.time(), None
             return code
         except BaseException:
             remove = True  # a container that failed to run leaves nothing behind
             raise
         finally:
-            self._cleanup(record, rundir, remove)
-
-    # -- the monitor: the child of ctr in which liblxc's start() runs ----------------------
+            self._end(record, remove)
 
     def _run_monitor(self, spec: ContainerSpec, record: Record, config: list[tuple[str, str]],
                      args: tuple[str, ...], rundir: Path) -> int:
@@ -217,18 +280,20 @@ class LxcBackend(Backend):
         return self._outcome(record, rundir, status)
 
     def _monitor_main(self, parent: int, spec: ContainerSpec, record: Record, config: list[tuple[str, str]],
-                      args: tuple[str, ...], rundir: Path, master: int | None, slave: int | None) -> None:
-        """The monitor process; never returns."""
+                      args: tuple[str, ...], rundir: Path, master: int | None, slave: int | None,
+                      death_signal: int = signal.SIGTERM) -> None:
+        """The liblxc monitor process; never returns. `death_signal` comes when `parent` dies:
+        SIGTERM (liblxc passes it on to PID 1) under a foreground ctr, SIGKILL under ctr's
+        own monitor, so that killing that one ends the container as on the native backend."""
         try:
             for sig in (*FORWARDED_SIGNALS, signal.SIGCHLD, signal.SIGWINCH):
                 signal.signal(sig, signal.SIG_DFL)  # ctr's handlers and wakeup fd are not ours
             signal.set_wakeup_fd(-1)
             # What liblxc calls its monitor when it daemonizes; our cmdline stays ctr's (with the name).
-            Path("/proc/self/comm").write_text("[lxc monitor]")
+            Path("/proc/self/comm").write_text(MONITOR_COMM)
             from ctr.native import syscalls as sc
 
-            # If ctr dies, liblxc passes this SIGTERM on to PID 1 and we tidy up below.
-            sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGTERM)
+            sc.prctl(sc.PR_SET_PDEATHSIG, death_signal)
             if os.getppid() != parent:
                 os._exit(1)
             os.setsid()  # ctr forwards signals itself; terminal signals must not come twice
@@ -257,7 +322,8 @@ class LxcBackend(Backend):
                 if ran:
                     record.exit_code = _exit_code(result["status"])
                     record.status, record.finished, record.pid = "exited", time.time(), None
-                self._cleanup(record, rundir, spec.auto_remove or not ran)
+                    record.oom_killed = _read_oom(rundir)
+                self._end(record, spec.auto_remove or not ran)
         finally:
             os._exit(0)
 
@@ -279,18 +345,159 @@ class LxcBackend(Backend):
             raise _start_error(name, result.get("log", []))
         return _exit_code(result["status"])
 
-    def _cleanup(self, record: Record, rundir: Path, remove: bool) -> None:
-        """Nothing of the run stays: LXC's directory, cgroups and runtime files; the record unless kept."""
-        shutil.rmtree(self.lxcpath / record.name, ignore_errors=True)
-        for name in _cgroup_names(record.id):
-            _remove_cgroup(name)
-        shutil.rmtree(rundir, ignore_errors=True)
-        if remove:
-            self.records.remove(record.name)
-        else:
-            self._save(record)
+    # -- detached: ctr's monitor keeps the logs and records the exit -------------------------
 
-    # -- the lifecycle of containers `run` made: seen, signalled, stopped, removed -------------
+    def start(self, name: str) -> None:
+        """Start a created or exited container in the background, under ctr's monitor;
+        returns once PID 1 runs the command, or raises why it could not."""
+        if self.get(name).status not in ("running", "paused"):
+            self._wait_keeper(name, MONITOR_EXIT_TIMEOUT)  # one may still be recording the last exit
+        with self.records.lock(name) as lock_fd:
+            record = self._refresh(self.records.load(name))
+            if record.status in ("running", "paused"):
+                raise Conflict(f"cannot start container {name}: it is {record.status}")
+            report_r, report_w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # double fork: the monitor is orphaned at once, so it is nobody's zombie
+                try:
+                    os.close(report_r)
+                    os.close(lock_fd)
+                    os.setsid()
+                    if os.fork() == 0:
+                        self._monitor(record, report_w)
+                finally:
+                    os._exit(0)
+            os.close(report_w)
+            os.waitpid(pid, 0)
+            with os.fdopen(report_r, "rb") as f:
+                report = f.read().decode(errors="replace")
+        if report != "ok":
+            code, _, message = report.partition(":")
+            cls = {"127": CommandNotFound, "126": CommandNotExecutable}.get(code, CtrError)
+            raise cls(message or f"the monitor of container {name} died before it started")
+
+    def _monitor(self, record: Record, report_w: int) -> None:
+        """ctr's monitor of a detached container; never returns.
+
+        Forks the liblxc monitor with the container's stdio, tells `ctr start` how the start
+        went, copies the output to the log and records the exit. It saves the record without
+        the lock while `ctr start` holds it for the start, and takes it for the exit.
+        """
+        import tty as stdlib_tty
+
+        from ctr.native import syscalls as sc
+
+        name = record.name
+        rundir = self.paths.runtime / name
+        lxc_pid, reaped = None, False
+        try:
+            for sig in (signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):  # let go of ctr's terminal and pipes
+                os.dup2(null, fd)
+            os.close(null)
+            _close_fds_except(report_w)  # whoever started ctr must not wait on our copies of its fds
+            spec = ContainerSpec.from_dict(record.spec)
+            shutil.rmtree(rundir, ignore_errors=True)
+            (rundir / "rootfs").mkdir(parents=True)
+            master = slave = slave_path = None
+            ours: list[int] = []  # the monitor's ends
+            theirs: list[int | None] = [None, None, None]  # the liblxc monitor's stdio
+            if spec.tty:
+                master, slave = os.openpty()
+                stdlib_tty.setraw(slave)
+                slave_path = os.ttyname(slave)
+                outputs = {master: "stdout"}
+            else:
+                out_r, out_w = os.pipe()
+                err_r, err_w = os.pipe()
+                outputs = {out_r: "stdout", err_r: "stderr"}
+                ours += [out_r, err_r]
+                theirs[1:] = [out_w, err_w]
+                if spec.stdin:  # -d -i: stdin stays open (never written), as Docker keeps it for an attach
+                    in_r, in_w = os.pipe()
+                    ours.append(in_w)
+                    theirs[0] = in_r
+            me = os.getpid()
+            lxc_pid = os.fork()
+            if lxc_pid == 0:
+                os.close(report_w)
+                for fd in ours:
+                    os.close(fd)
+                for target, fd in enumerate(theirs):
+                    if fd is not None:
+                        os.dup2(fd, target)
+                        os.close(fd)
+                self._monitor_main(me, spec, record, self._config(record), tuple(record.extra["process"]["args"]),
+                                   rundir, master, slave, death_signal=signal.SIGKILL)
+            for fd in [*theirs, slave]:
+                if fd is not None:
+                    os.close(fd)
+            lxc_fd = sc.pidfd_open(lxc_pid)
+            init = _await_exec(record.id, lxc_pid, lxc_fd)
+            status = None
+            if init is None:  # the liblxc monitor ended first: a start error, or a command already done
+                _, status = os.waitpid(lxc_pid, 0)
+                reaped = True
+                self._outcome(record, rundir, status)  # raises the start error
+            # liblxc set up its terminal before the exec, and restores it when it ends: ask now.
+            onlcr = (_peer_adds_cr(slave_path) if init is not None else True) if spec.tty else None
+            record.status, record.pid, record.started = "running", init, time.time()
+            record.pid_start = process_start_time(init) if init else None
+            record.exit_code, record.finished, record.oom_killed = None, None, False
+            record.extra.update(monitor_pid=me, monitor_start=process_start_time(me),
+                                lxc_monitor_pid=lxc_pid, lxc_monitor_start=process_start_time(lxc_pid))
+            self.records.save(record)  # `ctr start` holds the lock for us
+            with contextlib.suppress(BrokenPipeError):  # `ctr start` was killed: the container runs on
+                os.write(report_w, b"ok")
+            os.close(report_w)
+            report_w = -1
+            _keep_logs(lxc_fd, outputs, self.records.dir(name) / logs.LOG_FILE, onlcr)
+            if status is None:
+                _, status = os.waitpid(lxc_pid, 0)
+            try:
+                code = self._outcome(record, rundir, status)
+            except CtrError:
+                code = None  # the liblxc monitor was killed: nobody knows how PID 1 ended
+            self._finish(name, code, _read_oom(rundir))
+        except BaseException as exc:
+            if report_w >= 0:
+                code = getattr(exc, "exit_code", 125)
+                with contextlib.suppress(BrokenPipeError):
+                    os.write(report_w, f"{code}:{exc}".encode())
+                # Nothing of this attempt stays; the record is as it was before `ctr start`.
+                self._abort_start(record, None if reaped else lxc_pid)
+        finally:
+            os._exit(0)
+
+    def _abort_start(self, record: Record, lxc_pid: int | None) -> None:
+        if lxc_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(lxc_pid, signal.SIGKILL)  # liblxc's death signal ends PID 1 with it
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(lxc_pid, 0)
+        init = _find_init(record.id)
+        if init is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(init, signal.SIGKILL)
+        self._teardown(record)
+
+    def _finish(self, name: str, code: int | None, oom: bool) -> None:
+        """The liblxc monitor has ended: record how, and let go of what the run used."""
+        with self.records.lock(name):
+            try:
+                record = self.records.load(name)
+            except NotFound:
+                return  # removed meanwhile (rm -f): it took everything with it
+            self._teardown(record)
+            record.status, record.exit_code, record.finished, record.oom_killed, record.pid = "exited", code, time.time(), oom, None
+            if record.spec.get("auto_remove"):
+                self._destroy(record)
+            else:
+                self.records.save(record)
+
+    # -- state ---------------------------------------------------------------------------
 
     def get(self, name: str) -> Record:
         return self._refresh(self.records.load(name))
@@ -298,66 +505,257 @@ class LxcBackend(Backend):
     def list(self) -> list[Record]:
         return [self._refresh(r) for r in self.records.list() if r.backend == self.name]
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+    def _refresh(self, record: Record) -> Record:
+        """The record with its status read from the live system, not from what was last written:
+        PID 1 by pid and start time (a reused pid is another process), paused when liblxc says FROZEN."""
+        if record.status in ("running", "paused"):
+            alive = record.pid and record.pid_start is not None and process_start_time(record.pid) == record.pid_start
+            if alive:
+                record.status = "paused" if self._frozen(record) else "running"
+            else:
+                record.status, record.pid = "exited", None  # its keeper died without recording the end
+        return record
+
+    def _frozen(self, record: Record) -> bool:
+        state = self._lxc(record.name).state
+        if state in ("FROZEN", "FREEZING"):
+            return True
+        if state == "STOPPED":  # no liblxc monitor to ask (killed): the freezer itself tells
+            try:
+                return _driver().open(record.cgroup).frozen()
+            except CtrError:
+                return False
+        return False
+
+    def _running(self, name: str, doing: str) -> Record:
         record = self.get(name)
         if record.status != "running":
-            raise Conflict(f"cannot kill container {name}: it is not running")
-        self._signal(record, sig)
+            if record.status == "paused":
+                raise Conflict(f"cannot {doing} container {name}: it is paused, unpause it first")
+            raise Conflict(f"cannot {doing} container {name}: it is not running")
+        return record
+
+    def _lxc(self, name: str):
+        import lxc
+
+        return lxc.Container(name, str(self.lxcpath))
+
+    # -- stopping, waiting, removing -----------------------------------------------------------
 
     def stop(self, name: str, timeout: float = 10) -> None:
-        """SIGTERM, then SIGKILL after `timeout` seconds, as `docker stop`; the ctr that
-        runs the container then records its end and tidies up."""
+        """SIGTERM, then SIGKILL after `timeout` seconds, as `docker stop`; returns once
+        the container's keeper (ctr's monitor, or the ctr running it) has recorded the end."""
         record = self.get(name)
-        if record.status != "running":
-            return
-        self._signal(record, signal.SIGTERM)
-        if not self._wait_gone(record, timeout):
-            self._signal(record, signal.SIGKILL)
-            self._wait_gone(record, 10)
+        if record.status in ("running", "paused") and not self._signal_and_wait(record, signal.SIGTERM, timeout):
+            self._signal_and_wait(record, signal.SIGKILL, MONITOR_EXIT_TIMEOUT)
+        self._wait_keeper(name, MONITOR_EXIT_TIMEOUT)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        record = self.get(name)
+        if record.status not in ("running", "paused"):
+            raise Conflict(f"cannot kill container {name}: it is not running")
+        self._signal_and_wait(record, sig, 0)
+
+    def wait(self, name: str) -> int:
+        self.get(name)  # NotFound
+        self._wait_keeper(name, None)
+        try:
+            record = self.records.load(name)
+        except NotFound:
+            raise NotFound(f"container {name} was removed when it exited (--rm)") from None
+        if record.exit_code is None:
+            raise CtrError(f"container {name} has no exit code: {'it never ran' if record.status == 'created' else 'its monitor died'}")
+        return record.exit_code
 
     def remove(self, name: str, force: bool = False) -> None:
         record = self.get(name)
-        if record.status == "running":
+        if record.status in ("running", "paused"):
             if not force:
-                raise Conflict(f"cannot remove container {name}: it is running: stop it first or use --force")
-            self._signal(record, signal.SIGKILL)
-            self._wait_gone(record, 10)
+                raise Conflict(f"cannot remove container {name}: it is {record.status}: stop it first or use --force")
+            self._signal_and_wait(record, signal.SIGKILL, MONITOR_EXIT_TIMEOUT)
+        self._wait_keeper(name, MONITOR_EXIT_TIMEOUT)  # PID 1 may have just ended by itself, too
         with self.records.lock(name):
-            self._cleanup(record, self.paths.runtime / name, remove=True)
+            # A liblxc monitor whose keeper was killed may still be about; so may PID 1, if it
+            # outlived it (a non-root PID 1 loses liblxc's death signal when it changes uid).
+            for pid_key in ("lxc_monitor", "monitor"):
+                pid, start = record.extra.get(f"{pid_key}_pid"), record.extra.get(f"{pid_key}_start")
+                if pid and start is not None and process_start_time(pid) == start:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            init = _find_init(record.id)
+            if init is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(init, signal.SIGKILL)
+                _wait_pid(init, process_start_time(init), MONITOR_EXIT_TIMEOUT)
+            self._destroy(record)
 
-    def _refresh(self, record: Record) -> Record:
-        """The record with its status read from the live system, not from what was last written."""
-        if record.status == "running" and not (record.pid and process_start_time(record.pid) == record.pid_start):
-            record.status, record.pid = "exited", None  # the ctr that ran it died without recording the end
-        return record
-
-    def _signal(self, record: Record, sig: int) -> None:
+    def _signal_and_wait(self, record: Record, sig: int, timeout: float) -> bool:
+        """Signal PID 1 (thawing a paused container so it can act), wait up to `timeout` for it to exit."""
         from ctr.native import syscalls as sc
 
         try:
-            fd = sc.pidfd_open(record.pid)
+            pidfd = sc.pidfd_open(record.pid)
         except OSError:
-            return
+            return True
         try:
-            if process_start_time(record.pid) == record.pid_start:  # the pidfd holds the very process
-                signal.pidfd_send_signal(fd, sig)
-        except ProcessLookupError:
-            pass
-        finally:
-            os.close(fd)
-
-    def _wait_gone(self, record: Record, timeout: float) -> bool:
-        """Until PID 1 is gone and its ctr has tidied up (or `timeout` seconds)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if process_start_time(record.pid) != record.pid_start and not (self.lxcpath / record.name).exists():
+            if process_start_time(record.pid) != record.pid_start:
+                return True  # the pid was reused: our container is gone
+            try:
+                signal.pidfd_send_signal(pidfd, sig)
+            except ProcessLookupError:
                 return True
-            time.sleep(0.05)
-        return False
+            if record.status == "paused":
+                self._thaw(record)
+            return bool(select.select([pidfd], [], [], timeout)[0]) if timeout else False
+        finally:
+            os.close(pidfd)
 
-    def _started(self, record: Record, pid: int) -> None:
+    def _wait_keeper(self, name: str, timeout: float | None) -> None:
+        """While the record still says running (whether or not PID 1 is alive), until whoever
+        keeps the container has recorded its end; so `wait` returns its exit code, and `rm`
+        and `start` do not race with the keeper's own tidying up."""
+        try:
+            stored = self.records.load(name)
+        except NotFound:
+            return
+        if stored.status == "running":
+            self._wait_recorded(stored, timeout)
+
+    def _wait_recorded(self, record: Record, timeout: float | None) -> None:
+        """Until the container's end is recorded (or `timeout` seconds). ctr's monitor exits
+        right after recording it; a foreground ctr, whose process may be anyone's (a program
+        calling run()), records it just after the liblxc monitor has ended."""
+        if record.extra.get("monitor_pid"):
+            self._wait_monitor(record, timeout)
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(deadline - time.monotonic(), 0)
+
+        _wait_pid(record.pid, record.pid_start, left())
+        _wait_pid(record.extra.get("lxc_monitor_pid"), record.extra.get("lxc_monitor_start"), left())
+        grace = time.monotonic() + (MONITOR_EXIT_TIMEOUT if deadline is None else min(left(), MONITOR_EXIT_TIMEOUT))
+        while time.monotonic() < grace:  # bounded: that ctr may have been killed as well
+            try:
+                if self.records.load(record.name).status != "running":
+                    return
+            except NotFound:
+                return
+            time.sleep(0.05)
+
+    def _wait_monitor(self, record: Record, timeout: float | None) -> None:
+        """Until ctr's monitor has recorded the exit (it exits right after)."""
+        pid, start = record.extra.get("monitor_pid"), record.extra.get("monitor_start")
+        if pid and start is not None:
+            _wait_pid(pid, start, timeout)
+
+    def _thaw(self, record: Record) -> None:
+        if not self._lxc(record.name).unfreeze():
+            _driver().open(record.cgroup).thaw()  # no liblxc monitor to do it
+
+    # -- inside a running container ----------------------------------------------------------
+
+    def exec(self, name: str, spec: ExecSpec) -> int:
+        """liblxc attaches (namespaces, cgroup); ctr's payload becomes the process as the
+        native backend's exec does: user resolved in the container, its capabilities, env, cwd."""
+        from ctr.native import caps, tty
+        from ctr.native.process import Identity
+
+        from .native import SignalForwarder
+
+        if spec.tty and spec.stdin and not os.isatty(0):
+            raise CtrError("the input device is not a TTY")
+        record = self._running(name, "exec in")
+        cspec = ContainerSpec.from_dict(record.spec)
+        process = record.extra["process"]
+        identity = Identity(
+            args=tuple(spec.args),
+            env=merge_env(process["env"], spec.env),
+            cwd=spec.workdir or process["cwd"],
+            user=spec.user if spec.user is not None else process["user"],
+            caps_mask=caps.mask(cspec.capabilities()),
+            tty=spec.tty,
+            stdin=spec.stdin,
+            winsize=(tty.winsize(0) or tty.winsize(1)) if spec.tty else None,
+        )
+        with SignalForwarder() as forwarder:
+            pid, master = _attach(self._lxc(name), name, identity, self.lxcpath / name / "lxc.log")
+            forwarder.attach(pid)
+            if master is not None:
+                try:
+                    tty.relay(master, forward_stdin=spec.stdin)
+                finally:
+                    os.close(master)
+            _, status = os.waitpid(pid, 0)
+        return exit_status(status)
+
+    def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[logs.LogEntry]:
+        record = self.records.load(name)
+        path = self.records.dir(record.name) / logs.LOG_FILE
+        if not path.exists():
+            path.touch()
+        size = path.stat().st_size
+        yield from logs.read(path, tail)
+        if follow:
+            yield from logs.follow(path, size, lambda: self._alive(name))
+
+    def _alive(self, name: str) -> bool:
+        try:
+            return self.get(name).status in ("running", "paused")
+        except NotFound:
+            return False  # removed as it ended (--rm)
+
+    def pause(self, name: str) -> None:
+        record = self._running(name, "pause")
+        c = self._lxc(name)
+        if not c.freeze():
+            raise CtrError(f"cannot pause container {name}: liblxc could not freeze it" + _reason(record, self.lxcpath))
+
+    def unpause(self, name: str) -> None:
+        record = self.get(name)
+        if record.status != "paused":
+            raise Conflict(f"cannot unpause container {name}: it is not paused")
+        if not self._lxc(name).unfreeze():
+            raise CtrError(f"cannot unpause container {name}: liblxc could not thaw it" + _reason(record, self.lxcpath))
+
+    def stats(self, name: str) -> dict:
+        record = self.get(name)
+        if record.status not in ("running", "paused"):
+            raise Conflict(f"cannot read stats of container {name}: it is not running")
+        return _driver().open(record.cgroup).stats()
+
+    def inspect(self, name: str) -> dict:
+        record = self.get(name)
+        c = self._lxc(name)
+        config_file = self.lxcpath / name / "config"
+        running = record.status in ("running", "paused")
+        return {
+            "raw": {
+                "lxcpath": str(self.lxcpath),
+                "config_file": str(config_file),
+                "config": _read_lxc_config(config_file),
+                "state": c.state,
+                "init_pid": c.init_pid if running else None,
+                "record": asdict(record),
+            },
+            "rootfs": {"type": "overlay", "lower": record.extra.get("layers", []),
+                       "upper": str(self.records.dir(name) / "upper")},
+            "cgroup": record.cgroup if running else "",
+        }
+
+    def root_path(self, name: str) -> Path:
+        """Where the running container's root can be reached from the host."""
+        record = self._running(name, "reach the files of")
+        return Path(f"/proc/{record.pid}/root")
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+
+    def _started(self, record: Record, pid: int, lxc_monitor: int) -> None:
+        """A foreground run's PID 1 is there: it is running, and who keeps it."""
         record.status, record.pid, record.started = "running", pid, time.time()
         record.pid_start = process_start_time(pid)
+        record.extra.update(lxc_monitor_pid=lxc_monitor, lxc_monitor_start=process_start_time(lxc_monitor))
         self._save(record)
 
     def _save(self, record: Record) -> None:
@@ -366,14 +764,38 @@ class LxcBackend(Backend):
             if self.records.dir(record.name).exists():
                 self.records.save(record)
 
+    def _end(self, record: Record, remove: bool) -> None:
+        """After a foreground run: what the run used goes; the container too unless kept."""
+        if remove:
+            with self.records.lock(record.name):
+                self._destroy(record)
+        else:
+            self._teardown(record)
+            self._save(record)
+
+    def _teardown(self, record: Record) -> None:
+        """What only a running container has: its cgroups and runtime directory."""
+        for name in _cgroup_names(record.id):
+            _remove_cgroup(name)
+        shutil.rmtree(self.paths.runtime / record.name, ignore_errors=True)
+
+    def _destroy(self, record: Record) -> None:
+        """Every trace of the container: the above, its liblxc directory and lock file, its record."""
+        self._teardown(record)
+        shutil.rmtree(self.lxcpath / record.name, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (LXC_LOCK_DIR / str(self.lxcpath).lstrip("/") / f".{record.name}").unlink()
+        self.records.remove(record.name)
+
 
 # -- the liblxc configuration ------------------------------------------------------------
 
 
 def lxc_config(spec: ContainerSpec, cid: str, hostname: str, layers: list[str], upper: str, rootfs_mount: str,
-               log_file: str, env: list[str], cwd: str, user: dict) -> list[tuple[str, str]]:
+               log_file: str, env: list[str], cwd: str, user: dict, oom_file: str | None = None) -> list[tuple[str, str]]:
     """The liblxc config items for a spec, in the order they are set; layers bottom first.
-    `user` is what _prepare_rootfs found: ids, home, resolved mount targets."""
+    `user` is what _prepare_rootfs found: ids, home, resolved mount targets. With `oom_file`,
+    a stop hook copies the memory cgroup's OOM counters there before liblxc removes it."""
     from ctr.native.rootfs import MASKED_PATHS
 
     payload, monitor, pivot = _cgroup_names(cid)
@@ -396,15 +818,21 @@ def lxc_config(spec: ContainerSpec, cid: str, hostname: str, layers: list[str], 
         ("lxc.mount.entry", "shm dev/shm tmpfs rw,nosuid,nodev,noexec,mode=1777,size=65536k,create=dir 0 0"),
         ("lxc.mount.entry", "mqueue dev/mqueue mqueue rw,nosuid,nodev,noexec,create=dir 0 0"),
     ]
+    # Hooks are shell commands; version 1: no arguments appended, the LXC_* variables in the environment.
+    hooks: list[tuple[str, str]] = []
     mount = shutil.which("mount")
     if mount:
         # liblxc leaves the tmpfs under the cgroup mounts writable; Docker's is not. A mount
-        # hook runs in the container's mount namespace after liblxc mounted the cgroups
-        # (version 1: no arguments appended, the LXC_* variables in the environment).
-        items += [
-            ("lxc.hook.version", "1"),
-            ("lxc.hook.mount", f'{shlex.quote(mount)} -o remount,ro,nosuid,nodev,noexec "$LXC_ROOTFS_MOUNT/sys/fs/cgroup"'),
-        ]
+        # hook runs in the container's mount namespace after liblxc mounted the cgroups.
+        hooks.append(("lxc.hook.mount", f'{shlex.quote(mount)} -o remount,ro,nosuid,nodev,noexec "$LXC_ROOTFS_MOUNT/sys/fs/cgroup"'))
+    events = _memory_events_file(payload)
+    cat = shutil.which("cat")
+    if oom_file and events and cat:
+        # liblxc runs the stop hook on the host once PID 1 has ended, before it removes the
+        # cgroups: the one moment the OOM kill count of a finished container can be read.
+        hooks.append(("lxc.hook.stop", f"{shlex.quote(cat)} {shlex.quote(str(events))} > {shlex.quote(oom_file)} 2>/dev/null || true"))
+    if hooks:
+        items += [("lxc.hook.version", "1"), *hooks]
     for m, target in zip(spec.mounts, user["targets"]):
         opts = "rbind" + (",ro" if m.read_only else "")
         items.append(("lxc.mount.entry", f"{_fstab(m.source)} {_fstab(target.lstrip('/'))} none {opts} 0 0"))
@@ -483,8 +911,12 @@ def _start_container(name: str, lxcpath: Path, config: list[tuple[str, str]], ar
     """Configure and start the container with liblxc; returns what ctr needs to know."""
     import lxc
 
-    c = lxc.Container(name, str(lxcpath))
     log_file = dict(config).get("lxc.log.file", "")
+    if log_file:
+        with open(log_file, "w"):
+            pass  # this start's errors only: the reason for a failure is looked up there
+    c = lxc.Container(name, str(lxcpath))
+    c.clear_config()  # the config `create` saved was loaded: set it afresh from ctr's record
     for k, v in config:
         # append_config_item is the binding's plain set_config_item; the wrapper's
         # set_config_item clears list keys first and rejects values it reads back
@@ -495,6 +927,41 @@ def _start_container(name: str, lxcpath: Path, config: list[tuple[str, str]], ar
     c.save_config()  # so lxc-ls/lxc-info -P <lxcpath> see it while it runs; start() uses the loaded config
     started = bool(c.start(useinit=False, daemonize=False, close_fds=True, cmd=tuple(args)))
     return {"started": started, "status": _error_num(c), "log": [] if started else _log_errors(log_file)}
+
+
+def _save_config(name: str, lxcpath: Path, config: list[tuple[str, str]]) -> None:
+    """Write the container's liblxc config to <lxcpath>/<name>/config, liblxc checking each item."""
+    import lxc
+
+    c = lxc.Container(name, str(lxcpath))
+    log_file = dict(config).get("lxc.log.file", "")
+    for k, v in config:
+        if not c.append_config_item(k, v):  # see _start_container for why not set_config_item
+            reasons = _log_errors(log_file)
+            raise CtrError(f"liblxc refused {k} = {v} for container {name}" + (f": {reasons[-1]}" if reasons else ""))
+    if not c.save_config():
+        raise CtrError(f"cannot save the liblxc config of container {name} in {lxcpath / name}")
+
+
+def _read_lxc_config(path: Path) -> dict[str, str | list[str]]:
+    """A liblxc config file as key -> value (a list for keys given more than once)."""
+    out: dict[str, str | list[str]] = {}
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if not sep or line.lstrip().startswith("#"):
+            continue
+        key, value = key.strip(), value.strip()
+        if key not in out:
+            out[key] = value
+        elif isinstance(out[key], list):
+            out[key].append(value)
+        else:
+            out[key] = [out[key], value]
+    return out
 
 
 def _error_num(container) -> int:
@@ -679,6 +1146,39 @@ def _v1_mount(controller: str) -> Path:
         if h.version == 1 and controller in h.controllers:
             return h.mountpoint
     raise KeyError(controller)
+
+
+def _memory_events_file(payload: str) -> Path | None:
+    """Where the kernel counts OOM kills of cgroup `payload`: memory.oom_control (v1), memory.events (v2)."""
+    version = _controller_version("memory")
+    if version == 1:
+        return _v1_mount("memory") / payload / "memory.oom_control"
+    if version == 2:
+        unified = next(h.mountpoint for h in _hierarchies() if h.version == 2)
+        return unified / payload / "memory.events"
+    return None
+
+
+def _read_oom(rundir: Path) -> bool:
+    """Whether the stop hook's copy of the memory cgroup's counters shows an OOM kill."""
+    try:
+        text = (rundir / OOM_FILE).read_text()
+    except OSError:
+        return False
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill" and value.strip().isdigit():
+            return int(value) > 0
+    return False
+
+
+@functools.lru_cache(maxsize=1)
+def _driver():
+    """ctr's cgroup driver, for reading and freezing the payload cgroup by name (stats, and the
+    freezer when no liblxc monitor is left to ask)."""
+    from ctr.native.cgroups import cgroup_driver
+
+    return cgroup_driver()
 
 
 def _remove_cgroup(name: str) -> None:
@@ -904,7 +1404,7 @@ class _Supervisor:
             os.close(fd)
             return
         self.init_fd, self.init_pid = fd, pid
-        self.backend._started(self.record, pid)
+        self.backend._started(self.record, pid, self.monitor)
         for sig in self.held:
             self._send(sig)
         self.held.clear()
@@ -945,18 +1445,7 @@ class _Supervisor:
         return True
 
     def _peer_adds_cr(self) -> bool:
-        """Whether liblxc left output processing with ONLCR on the pty ctr gave it."""
-        import termios
-
-        try:
-            fd = os.open(self.slave_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except (OSError, TypeError):
-            return True  # liblxc 4 and 5 always set it
-        try:
-            oflag = termios.tcgetattr(fd)[1]
-        finally:
-            os.close(fd)
-        return bool(oflag & termios.OPOST and oflag & termios.ONLCR)
+        return _peer_adds_cr(self.slave_path)
 
     def _pump_input(self) -> None:
         data = os.read(0, 65536)
@@ -1003,6 +1492,242 @@ class _Supervisor:
                     os.killpg(self.init_pid, sig)  # PID 1's group: the foreground without job control
                 except ProcessLookupError:
                     pass
+
+
+def _peer_adds_cr(slave_path: str | None) -> bool:
+    """Whether liblxc left output processing with ONLCR on the pty ctr gave it."""
+    import termios
+
+    try:
+        fd = os.open(slave_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (OSError, TypeError):
+        return True  # liblxc 4 and 5 always set it
+    try:
+        oflag = termios.tcgetattr(fd)[1]
+    finally:
+        os.close(fd)
+    return bool(oflag & termios.OPOST and oflag & termios.ONLCR)
+
+
+# -- ctr's monitor of a detached container -----------------------------------------------
+
+
+def _exe_id(pid: int) -> tuple[int, int] | None:
+    try:
+        st = os.stat(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _has_exec(pid: int, monitor_exe: tuple[int, int] | None) -> bool:
+    """Whether `pid`, a clone of the liblxc monitor, has exec'd: execve replaces its binary
+    (first) and its name; either tells, the name also when the command is the same file."""
+    exe = _exe_id(pid)
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().rstrip("\n")
+    except OSError:
+        return False
+    return (exe is not None and exe != monitor_exe) or comm != MONITOR_COMM
+
+
+def _await_exec(cid: str, lxc_pid: int, lxc_fd: int) -> int | None:
+    """PID 1 once it has exec'd the command, or None when the liblxc monitor ended first.
+
+    Until the exec, PID 1 is a clone of the liblxc monitor, with its binary and name; a
+    command that cannot be exec'd never gets that far (start() then fails). Polled, briefly:
+    liblxc tells nobody else when it has exec'd.
+    """
+    monitor_exe = _exe_id(lxc_pid)
+    while not select.select([lxc_fd], [], [], 0.01)[0]:
+        pid = _find_init(cid)
+        if pid is not None and _has_exec(pid, monitor_exe):
+            return pid
+    return None
+
+
+class _UndoOnlcr:
+    """liblxc sets OPOST|ONLCR on the terminal it relays the console to, so a pty between it
+    and ctr turns the container's "\\r\\n" into "\\r\\r\\n": undo exactly that (as _Supervisor)."""
+
+    def __init__(self, active: bool) -> None:
+        self.active = active
+        self.carry = b""
+
+    def __call__(self, data: bytes) -> bytes:
+        if not self.active:
+            return data
+        data = (self.carry + data).replace(b"\r\n", b"\n")
+        data, self.carry = (data[:-1], b"\r") if data.endswith(b"\r") else (data, b"")
+        return data
+
+    def flush(self) -> bytes:
+        out, self.carry = self.carry, b""
+        return out
+
+
+def _keep_logs(lxc_fd: int, outputs: dict[int, str], log_path: Path, onlcr: bool | None) -> None:
+    """Copy each fd in `outputs` (fd -> "stdout"/"stderr") to the json-file log until the
+    liblxc monitor (the last holder of the container's stdio besides PID 1's own processes)
+    has ended and everything written before is in the log. Sleeps in the kernel throughout.
+    `onlcr`: None for pipes, else whether liblxc's relay adds "\\r" (see _UndoOnlcr)."""
+    sel = selectors.DefaultSelector()
+    sel.register(lxc_fd, selectors.EVENT_READ)
+    undo = {fd: _UndoOnlcr(onlcr) for fd in outputs} if onlcr is not None else {}
+    for fd in outputs:
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
+    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+
+    def copy(fd: int) -> bool | None:
+        """True: copied a chunk; None: nothing to read now; False: no writer is left."""
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if exc.errno != errno.EIO:  # EIO: a terminal whose every slave fd is closed
+                raise
+            data = b""
+        if not data:
+            return False
+        if fd in undo:
+            data = undo[fd](data)
+        if data:
+            os.write(log, logs.encode(outputs[fd], data))
+        return True
+
+    open_fds = set(outputs)
+    try:
+        ended = False
+        while not ended:
+            for key, _ in sel.select():
+                if key.fd == lxc_fd:
+                    ended = True
+                elif key.fd in open_fds and copy(key.fd) is False:
+                    sel.unregister(key.fd)
+                    open_fds.discard(key.fd)
+        for fd in open_fds:  # what was written just before the end
+            while copy(fd) is True:
+                pass
+        for fd, u in undo.items():
+            rest = u.flush()
+            if rest:
+                os.write(log, logs.encode(outputs[fd], rest))
+    finally:
+        sel.close()
+        os.close(log)
+        os.close(lxc_fd)
+        for fd in outputs:
+            os.close(fd)
+
+
+def _wait_pid(pid: int | None, start: int | None, timeout: float | None) -> None:
+    """Until process `pid` (the one that started at `start`) has ended, or `timeout` seconds."""
+    from ctr.native import syscalls as sc
+
+    if not pid or start is None:
+        return
+    try:
+        pidfd = sc.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        if process_start_time(pid) == start:
+            select.select([pidfd], [], [], timeout)
+    finally:
+        os.close(pidfd)
+
+
+def _close_fds_except(*keep: int) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the directory listing's own fd
+
+
+# -- exec: liblxc attaches, ctr's payload becomes the process -------------------------------
+
+
+def _attach(container, name: str, identity, log_file: Path) -> tuple[int, int | None]:
+    """Start identity's process in the container; returns its pid (a child of ours) and,
+    with a terminal, the pty master. Errors before the exec come back as CtrError, 126, 127."""
+    import lxc
+
+    from ctr.native import process as native_process
+    from ctr.native import syscalls as sc
+
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)  # closed by the exec: EOF means it ran
+    tty_parent, tty_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if identity.tty else (None, None)
+
+    def payload(_arg) -> int:
+        # In the container's namespaces, root and cgroup, as root with every capability
+        # still: the rest is the native runtime's own (_become), so that exec is the same.
+        # Everything used here is imported already: the host's modules are out of reach now.
+        code = 125
+        try:
+            try:
+                for sig in FORWARDED_SIGNALS:
+                    signal.signal(sig, signal.SIG_DFL)  # ctr's forwarding handlers are not ours
+                os.close(err_r)
+                if tty_parent is not None:
+                    tty_parent.close()
+                sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)  # as the native exec: gone with ctr
+                native_process._become(identity, tty_child)
+            except native_process._StartError as exc:
+                code, message = exc.code, str(exc)
+            except CtrError as exc:
+                code, message = exc.exit_code, str(exc)
+            except OSError as exc:
+                message = f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+            except BaseException as exc:
+                message = f"{type(exc).__name__}: {exc}"
+            os.write(err_w, f"{code}:{message}".encode())
+        finally:
+            os._exit(code)
+
+    try:
+        # No DROP_CAPABILITIES, no uid from liblxc: _become drops the bounding set and
+        # switches user itself, after resolving -u in the container's /etc.
+        pid = container.attach(payload, None, attach_flags=lxc.LXC_ATTACH_MOVE_TO_CGROUP, uid=0, gid=0,
+                               env_policy=lxc.LXC_ATTACH_CLEAR_ENV)
+    except BaseException:
+        for fd in (err_r, err_w):
+            os.close(fd)
+        for sock in (tty_parent, tty_child):
+            if sock is not None:
+                sock.close()
+        raise
+    os.close(err_w)
+    if tty_child is not None:
+        tty_child.close()
+    master = None
+    try:
+        if pid < 0:
+            reasons = _log_errors(str(log_file))
+            raise CtrError(f"cannot exec in container {name}: liblxc could not attach to it" + (f": {reasons[-1]}" if reasons else ""))
+        try:
+            master = native_process._receive_fd(tty_parent) if tty_parent is not None else None
+            native_process._check_exec(err_r)
+        except BaseException:
+            if master is not None:
+                os.close(master)
+            native_process._reap(pid)
+            raise
+    finally:
+        os.close(err_r)
+        if tty_parent is not None:
+            tty_parent.close()
+    return pid, master
+
+
+def _reason(record: Record, lxcpath: Path) -> str:
+    """": <liblxc's last error>" for a message, or "" when it logged none."""
+    reasons = _log_errors(str(lxcpath / record.name / "lxc.log"))
+    return f": {reasons[-1]}" if reasons else ""
 
 
 def _write_all(fd: int, data: bytes) -> None:
