@@ -240,11 +240,11 @@ class NativeBackend(Backend):
             record.extra["monitor_pid"] = os.getpid()
             record.extra["monitor_start"] = process_start_time(os.getpid())
             self.records.save(record)
-            os.write(report_w, b"ok")
+            log_path = str(self.records.dir(record.name) / logs.LOG_FILE)
+            self._exec_monitor(record, cgroup.name, started, outputs, log_path, in_w, report_w)
+            os.write(report_w, b"ok")  # no ctr-monitor: this Python process stays the keeper
             os.close(report_w)
             report_w = -1
-            log_path = str(self.records.dir(record.name) / logs.LOG_FILE)
-            self._exec_monitor(record, cgroup.name, started, outputs, log_path, in_w)
             code = monitor.run(started.pid, outputs, log_path)
             self._finish(record.name, cgroup.name, code, started.pid)
         except BaseException as exc:
@@ -255,7 +255,7 @@ class NativeBackend(Backend):
             os._exit(0)
 
     def _exec_monitor(self, record: Record, cgroup_name: str, started, outputs: dict[int, str], log_path: str,
-                      in_w: int | None) -> None:
+                      in_w: int | None, report_w: int) -> None:
         """Become ctr-monitor, the C loop that keeps no interpreter resident; it ends by
         exec'ing ctr.backends.native_finish, i.e. _finish, in this same process.
         Returns only when there is no binary (no C compiler at install) or it would not exec."""
@@ -272,7 +272,7 @@ class NativeBackend(Backend):
             os.set_inheritable(in_w, True)  # a -d -i container's stdin stays open for its whole life
         try:
             monitor.exec_binary(path, started.pid, outputs, log_path, started.master_fd is not None,
-                                command(self.paths, record.name, cgroup_name, started.pid))
+                                command(self.paths, record.name, cgroup_name, started.pid), report_w)
         except OSError:
             pass  # the Python loop does the same job
 

@@ -89,7 +89,7 @@ static void warn(const char *fmt, const char *arg)
 static _Noreturn void usage(const char *why, const char *arg)
 {
     warn(why, arg);
-    fprintf(stderr, "usage: " PROG " --pid PID --log PATH [--stdout FD] [--stderr FD] [--tty FD]"
+    fprintf(stderr, "usage: " PROG " --pid PID --log PATH [--stdout FD] [--stderr FD] [--tty FD] [--report FD]"
                     " -- FINISHER [ARG...]\n");
     exit(EXIT_USAGE);
 }
@@ -370,6 +370,7 @@ int main(int argc, char **argv)
     int pid = 0;
     const char *log_path = NULL;
     bool tty = false, pipes = false;
+    int report_fd = -1;
     int i;
 
     for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i += 2) {
@@ -383,6 +384,8 @@ int main(int argc, char **argv)
         else if (strcmp(opt, "--stdout") == 0 || strcmp(opt, "--stderr") == 0) {
             add_output(outs, &nouts, opt, val, opt + 2);
             pipes = true;
+        } else if (strcmp(opt, "--report") == 0) {
+            report_fd = parse_int(opt, val, 0);
         } else if (strcmp(opt, "--tty") == 0) {
             add_output(outs, &nouts, opt, val, "stdout");
             tty = true;
@@ -403,6 +406,14 @@ int main(int argc, char **argv)
         char pid_str[16];
         snprintf(pid_str, sizeof pid_str, "%d", pid);
         usage("process %s is not a child of this process", pid_str);
+    }
+
+    /* Tell `ctr start` the container runs only now that we are its keeper, so that what
+       it then sees (ctr explain, ctr compare) is the keeper for the container's life. */
+    if (report_fd >= 0) {
+        if (write(report_fd, "ok", 2) != 2)
+            warn("cannot report to ctr start: %s", strerror(errno));
+        close(report_fd);
     }
 
     signal(SIGINT, SIG_IGN);

@@ -35,13 +35,17 @@ def describe() -> str:
     return "ctr-monitor" if binary() else "python (ctr-monitor not built)"
 
 
-def exec_binary(path: str, pid: int, outputs: dict[int, str], log_path: str, tty: bool, finisher: list[str]) -> None:
+def exec_binary(path: str, pid: int, outputs: dict[int, str], log_path: str, tty: bool, finisher: list[str],
+                report_fd: int | None = None) -> None:
     """Become ctr-monitor: the same pid, so PID 1 stays our child, and the same loop as `run`.
 
     Once PID 1 has exited, ctr-monitor execs `finisher` with `--exit-code N` appended.
     Returns only if the exec failed (OSError), leaving the caller to run the Python loop.
     """
     args = [path, "--pid", str(pid), "--log", log_path]
+    if report_fd is not None:  # ctr-monitor tells `ctr start` "ok" once it is the keeper
+        os.set_inheritable(report_fd, True)
+        args += ["--report", str(report_fd)]
     for fd, stream in outputs.items():
         os.set_inheritable(fd, True)  # Python's fds are close-on-exec
         args += ["--tty" if tty else f"--{stream}", str(fd)]
