@@ -24,7 +24,6 @@ are imported inside the functions that need them, to keep `ctr --help` fast.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import json

@@ -8,7 +8,6 @@ are kept, and anyone who has read a Docker log file can read ours.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path

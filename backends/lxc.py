@@ -97,6 +97,7 @@ from . import logs
 from .base import Backend, BackendInfo, ExecSpec, check_mount_sources, exit_status, merge_env, resolve_process
 from .images import ImageStore
 from .records import Record, RecordStore, process_start_time, write_json_atomic
+from .monitor_start import start_under_monitor
 
 INSTALL_HINT = "the python lxc bindings are missing: apt-get install lxc lxc-dev && pip install 'ctr[lxc]'"
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -356,25 +357,7 @@ class LxcBackend(Backend):
             record = self._refresh(self.records.load(name))
             if record.status in ("running", "paused"):
                 raise Conflict(f"cannot start container {name}: it is {record.status}")
-            report_r, report_w = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # double fork: the monitor is orphaned at once, so it is nobody's zombie
-                try:
-                    os.close(report_r)
-                    os.close(lock_fd)
-                    os.setsid()
-                    if os.fork() == 0:
-                        self._monitor(record, report_w)
-                finally:
-                    os._exit(0)
-            os.close(report_w)
-            os.waitpid(pid, 0)
-            with os.fdopen(report_r, "rb") as f:
-                report = f.read().decode(errors="replace")
-        if report != "ok":
-            code, _, message = report.partition(":")
-            cls = {"127": CommandNotFound, "126": CommandNotExecutable}.get(code, CtrError)
-            raise cls(message or f"the monitor of container {name} died before it started")
+            start_under_monitor(name, lock_fd, lambda report_w: self._monitor(record, report_w))
 
     def _monitor(self, record: Record, report_w: int) -> None:
         """ctr's monitor of a detached container; never returns.

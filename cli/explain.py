@@ -10,7 +10,6 @@ import json
 
 import click
 
-from ctr.errors import NotFound
 
 from .options import errors_to_exit
 

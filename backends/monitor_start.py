@@ -1,0 +1,40 @@
+"""Starting a detached container under a monitor that outlives ctr (native and lxc).
+
+ctr forks twice so that the monitor is orphaned at once (nobody's zombie, whatever
+long-running process called the Python API) and waits on a pipe for the monitor's
+report: "ok" once the container runs, or "CODE:message" when it could not start.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from ctr.errors import CommandNotExecutable, CommandNotFound, CtrError
+
+
+def start_under_monitor(name: str, lock_fd: int, monitor: Callable[[int], None]) -> None:
+    """Run `monitor(report_fd)` in an orphaned, session-leading process; raise what it reports.
+
+    `monitor` must write its report to report_fd and never return. `lock_fd` (the
+    container's lock, held by the caller) is closed in the monitor: a process that
+    kept it would hold the lock for the container's whole life."""
+    report_r, report_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(report_r)
+            os.close(lock_fd)
+            os.setsid()
+            if os.fork() == 0:
+                monitor(report_w)
+        finally:
+            os._exit(0)
+    os.close(report_w)
+    os.waitpid(pid, 0)
+    with os.fdopen(report_r, "rb") as f:
+        report = f.read().decode(errors="replace")
+    if report != "ok":
+        code, _, message = report.partition(":")
+        error = {"127": CommandNotFound, "126": CommandNotExecutable}.get(code, CtrError)
+        raise error(message or f"the monitor of container {name} died before it started")
