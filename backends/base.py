@@ -20,6 +20,7 @@ from .images import ImageConfig
 from .paths import Paths
 
 if TYPE_CHECKING:
+    from .api import Containers
     from .logs import LogEntry
     from .records import Record
 
@@ -227,3 +228,48 @@ class Backend(ABC):
     def root_path(self, name: str) -> "Path":
         """A host path that shows the running container's root filesystem (for cp)."""
         raise Unsupported(self.name, "cp")
+
+    # -- moving containers (issue 8: commit, export/import, migrate; backends/migrate.py) --
+
+    def writable_layer(self, name: str) -> "Path":
+        """The host directory holding the container's writable layer: an overlayfs upper
+        directory (whiteouts as 0:0 character devices, opaque directories by xattr)."""
+        upper = (self.inspect(name).get("rootfs") or {}).get("upper")
+        if not upper:
+            raise Unsupported(self.name, "access to a container's writable layer", f"inspect of {name} names no upper directory")
+        return Path(upper)
+
+    def rename(self, old: str, new: str) -> None:
+        """Give a container that is not running the name `new` (migrate parks its source so).
+
+        Atomic: `new` is reserved with mkdir, then the record directory is renamed over it
+        (rename(2) replaces an empty directory). This is all native and docker bind to a
+        name (docker finds its engine container by id); a backend that names more after
+        the container (lxc: its liblxc directory) extends it."""
+        from ctr.errors import Conflict
+
+        from .records import RecordStore
+
+        store = RecordStore(self.paths)
+        if self.get(old).status in ("running", "paused"):
+            raise Conflict(f"cannot rename container {old}: it is running")
+        with store.lock(old):
+            try:
+                os.mkdir(store.dir(new), 0o700)
+            except FileExistsError:
+                raise Conflict(f'cannot rename container {old} to {new}: the name "{new}" is already in use') from None
+            try:
+                os.rename(store.dir(old), store.dir(new))
+            except BaseException:
+                os.rmdir(store.dir(new))
+                raise
+            record = store.load(new)
+            record.name = new
+            store.save(record)
+
+    @property
+    def containers(self) -> "Containers":
+        """This backend's containers as objects: list(), get(name), create(spec), run(spec)."""
+        from .api import Containers
+
+        return Containers(self)

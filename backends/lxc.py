@@ -436,7 +436,9 @@ class LxcBackend(Backend):
                 os.write(report_w, b"ok")
             os.close(report_w)
             report_w = -1
-            _keep_logs(lxc_fd, outputs, self.records.dir(name) / logs.LOG_FILE, onlcr)
+            # Already reaped (the command was done before we saw it start): only drain the output.
+            _keep_logs(lxc_fd if status is None else None, outputs, self.records.dir(name) / logs.LOG_FILE, onlcr)
+            os.close(lxc_fd)
             if status is None:
                 _, status = os.waitpid(lxc_pid, 0)
             try:
@@ -1549,13 +1551,14 @@ class _UndoOnlcr:
         return out
 
 
-def _keep_logs(lxc_fd: int, outputs: dict[int, str], log_path: Path, onlcr: bool | None) -> None:
+def _keep_logs(lxc_fd: int | None, outputs: dict[int, str], log_path: Path, onlcr: bool | None) -> None:
     """Copy each fd in `outputs` (fd -> "stdout"/"stderr") to the json-file log until the
     liblxc monitor (the last holder of the container's stdio besides PID 1's own processes)
     has ended and everything written before is in the log. Sleeps in the kernel throughout.
     `onlcr`: None for pipes, else whether liblxc's relay adds "\\r" (see _UndoOnlcr)."""
     sel = selectors.DefaultSelector()
-    sel.register(lxc_fd, selectors.EVENT_READ)
+    if lxc_fd is not None:
+        sel.register(lxc_fd, selectors.EVENT_READ)
     undo = {fd: _UndoOnlcr(onlcr) for fd in outputs} if onlcr is not None else {}
     for fd in outputs:
         os.set_blocking(fd, False)
@@ -1582,7 +1585,7 @@ def _keep_logs(lxc_fd: int, outputs: dict[int, str], log_path: Path, onlcr: bool
 
     open_fds = set(outputs)
     try:
-        ended = False
+        ended = lxc_fd is None
         while not ended:
             for key, _ in sel.select():
                 if key.fd == lxc_fd:
@@ -1600,7 +1603,6 @@ def _keep_logs(lxc_fd: int, outputs: dict[int, str], log_path: Path, onlcr: bool
     finally:
         sel.close()
         os.close(log)
-        os.close(lxc_fd)
         for fd in outputs:
             os.close(fd)
 

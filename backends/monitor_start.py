@@ -7,6 +7,7 @@ report: "ok" once the container runs, or "CODE:message" when it could not start.
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Callable
 
@@ -19,10 +20,14 @@ def start_under_monitor(name: str, lock_fd: int, monitor: Callable[[int], None])
     `monitor` must write its report to report_fd and never return. `lock_fd` (the
     container's lock, held by the caller) is closed in the monitor: a process that
     kept it would hold the lock for the container's whole life."""
+    # Collect now: the monitor closes the fds it inherited, and garbage collected there
+    # later (an old file object) would close the new fds that reuse those numbers.
+    gc.collect()
     report_r, report_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
+            gc.freeze()  # and whatever is left is never finalized in the monitor
             os.close(report_r)
             os.close(lock_fd)
             os.setsid()

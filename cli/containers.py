@@ -174,11 +174,18 @@ def logs(obj, follow: bool, tail: str, timestamps: bool, name: str) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Only names.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format.")
 @click.option("--backend", "only", type=click.Choice(["native", "lxc", "docker"]), help="Only this backend's containers.")
+@click.option("--foreign", is_flag=True, help="List containers ctr did not make instead (LXC's, the engine's): what `ctr adopt` takes.")
 @pass_obj
 @errors_to_exit
-def ps(obj, show_all: bool, quiet: bool, fmt: str, only: str | None) -> None:
+def ps(obj, show_all: bool, quiet: bool, fmt: str, only: str | None, foreign: bool) -> None:
     """List ctr's containers on every backend, with their live status."""
     from ctr.backends import all_records
+
+    if foreign:
+        from .migrate import foreign as foreign_command
+
+        click.get_current_context().invoke(foreign_command, fmt=fmt, quiet=quiet)
+        return
 
     records = [r for r in all_records(obj.paths, only) if show_all or r.status in ("running", "paused")]
     if quiet:

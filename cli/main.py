@@ -28,6 +28,13 @@ LAZY_COMMANDS = {
     "compare": "ctr.cli.compare:compare_command",
     "images": "ctr.cli.images:images",
     "image": "ctr.cli.images:image",
+    "commit": "ctr.cli.migrate:commit",
+    "export": "ctr.cli.migrate:export",
+    "import": "ctr.cli.migrate:import_",
+    "migrate": "ctr.cli.migrate:migrate",
+    "foreign": "ctr.cli.migrate:foreign",
+    "adopt": "ctr.cli.migrate:adopt",
+    "convert": "ctr.cli.migrate:convert",
 }
 
 

@@ -23,6 +23,13 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'ctr' has no attribute {name!r}")
 
 
+def migrate(container, to: str = "docker", keep: bool = False, name: str | None = None, stop: bool = False):
+    """Move a Container to backend `to`, files and spec, checked; returns the new Container."""
+    from ctr.backends.api import migrate as _migrate
+
+    return _migrate(container, to=to, keep=keep, name=name, stop=stop)
+
+
 def connect(backend: str = "native", root: str | None = None):
     """The backend called `backend` ('native', 'lxc' or 'docker'), ready to run containers."""
     from ctr.backends import get_backend
@@ -32,6 +39,6 @@ def connect(backend: str = "native", root: str | None = None):
 
 
 __all__ = [
-    "connect", "ContainerSpec", "Mount", "CtrError", "NotFound", "Conflict", "InvalidSpec",
+    "connect", "migrate", "ContainerSpec", "Mount", "CtrError", "NotFound", "Conflict", "InvalidSpec",
     "BackendUnavailable", "Unsupported", "CommandNotFound", "CommandNotExecutable",
 ]
