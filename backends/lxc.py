@@ -97,7 +97,7 @@ from . import logs
 from .base import Backend, BackendInfo, ExecSpec, check_mount_sources, exit_status, merge_env, resolve_process
 from .images import ImageStore
 from .records import Record, RecordStore, process_start_time, write_json_atomic
-from .monitor_start import start_under_monitor
+from .monitor_start import fork_clean, start_under_monitor
 
 INSTALL_HINT = "the python lxc bindings are missing: apt-get install lxc lxc-dev && pip install 'ctr[lxc]'"
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -259,7 +259,7 @@ class LxcBackend(Backend):
         parent = os.getpid()
         try:
             with _SignalRelay(spec.tty) as relay:
-                pid = os.fork()
+                pid = fork_clean()
                 if pid == 0:
                     self._monitor_main(parent, spec, record, config, args, rundir, master, slave)
                 if slave is not None:
@@ -403,7 +403,7 @@ class LxcBackend(Backend):
                     ours.append(in_w)
                     theirs[0] = in_r
             me = os.getpid()
-            lxc_pid = os.fork()
+            lxc_pid = fork_clean()
             if lxc_pid == 0:
                 os.close(report_w)
                 for fd in ours:

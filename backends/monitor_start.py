@@ -14,20 +14,28 @@ from typing import Callable
 from ctr.errors import CommandNotExecutable, CommandNotFound, CtrError
 
 
+def fork_clean() -> int:
+    """os.fork() for a child that closes the fds it inherited (a monitor, liblxc's close_fds).
+
+    Garbage collected in such a child later (an old file object) would close whatever new
+    fd reuses its number: collect first, and in the child never finalize what is left."""
+    gc.collect()
+    pid = os.fork()
+    if pid == 0:
+        gc.freeze()
+    return pid
+
+
 def start_under_monitor(name: str, lock_fd: int, monitor: Callable[[int], None]) -> None:
     """Run `monitor(report_fd)` in an orphaned, session-leading process; raise what it reports.
 
     `monitor` must write its report to report_fd and never return. `lock_fd` (the
     container's lock, held by the caller) is closed in the monitor: a process that
     kept it would hold the lock for the container's whole life."""
-    # Collect now: the monitor closes the fds it inherited, and garbage collected there
-    # later (an old file object) would close the new fds that reuse those numbers.
-    gc.collect()
     report_r, report_w = os.pipe()
-    pid = os.fork()
+    pid = fork_clean()
     if pid == 0:
         try:
-            gc.freeze()  # and whatever is left is never finalized in the monitor
             os.close(report_r)
             os.close(lock_fd)
             os.setsid()
