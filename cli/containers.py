@@ -35,15 +35,36 @@ def _backend(obj, name: str):
     return backend_for(name, obj.paths)
 
 
+def _each(obj, names, act, echo_name: bool = True) -> None:
+    """Do `act(backend, name)` for every name, as Docker does: a failure is reported and
+    the others still get their turn; the command fails if any did."""
+    from ctr.errors import CtrError
+
+    from .options import CtrExit
+
+    failed = None
+    for name in names:
+        try:
+            result = act(_backend(obj, name), name)
+        except CtrError as exc:
+            failed = CtrExit(str(exc), exc.exit_code)
+            if len(names) > 1:
+                failed.show()
+            continue
+        click.echo(name if echo_name else result)
+    if failed is not None:
+        if len(names) > 1:
+            sys.exit(failed.exit_code)
+        raise failed
+
+
 @command()
 @click.argument("names", nargs=-1, required=True)
 @pass_obj
 @errors_to_exit
 def start(obj, names) -> None:
     """Start one or more created or stopped containers."""
-    for name in names:
-        _backend(obj, name).start(name)
-        click.echo(name)
+    _each(obj, names, lambda backend, name: backend.start(name))
 
 
 @command()
@@ -53,9 +74,7 @@ def start(obj, names) -> None:
 @errors_to_exit
 def stop(obj, timeout: float, names) -> None:
     """Stop running containers: SIGTERM, then SIGKILL after a grace period."""
-    for name in names:
-        _backend(obj, name).stop(name, timeout)
-        click.echo(name)
+    _each(obj, names, lambda backend, name: backend.stop(name, timeout))
 
 
 @command()
@@ -65,11 +84,7 @@ def stop(obj, timeout: float, names) -> None:
 @errors_to_exit
 def restart(obj, timeout: float, names) -> None:
     """Stop, then start containers again."""
-    for name in names:
-        backend = _backend(obj, name)
-        backend.stop(name, timeout)
-        backend.start(name)
-        click.echo(name)
+    _each(obj, names, lambda backend, name: (backend.stop(name, timeout), backend.start(name)))
 
 
 @command()
@@ -80,9 +95,7 @@ def restart(obj, timeout: float, names) -> None:
 def kill(obj, sig: str, names) -> None:
     """Send a signal to the main process of running containers."""
     signum = parse_signal(sig)
-    for name in names:
-        _backend(obj, name).kill(name, signum)
-        click.echo(name)
+    _each(obj, names, lambda backend, name: backend.kill(name, signum))
 
 
 @command(name="rm")
@@ -92,9 +105,7 @@ def kill(obj, sig: str, names) -> None:
 @errors_to_exit
 def remove(obj, force: bool, names) -> None:
     """Remove containers and everything they left: cgroup, mounts, writable layer, state."""
-    for name in names:
-        _backend(obj, name).remove(name, force=force)
-        click.echo(name)
+    _each(obj, names, lambda backend, name: backend.remove(name, force=force))
 
 
 @command()
@@ -103,8 +114,7 @@ def remove(obj, force: bool, names) -> None:
 @errors_to_exit
 def wait(obj, names) -> None:
     """Block until containers stop, then print their exit codes."""
-    for name in names:
-        click.echo(_backend(obj, name).wait(name))
+    _each(obj, names, lambda backend, name: backend.wait(name), echo_name=False)
 
 
 @command()
@@ -113,9 +123,7 @@ def wait(obj, names) -> None:
 @errors_to_exit
 def pause(obj, names) -> None:
     """Freeze every process of containers (cgroup freezer)."""
-    for name in names:
-        _backend(obj, name).pause(name)
-        click.echo(name)
+    _each(obj, names, lambda backend, name: backend.pause(name))
 
 
 @command()
@@ -124,9 +132,7 @@ def pause(obj, names) -> None:
 @errors_to_exit
 def unpause(obj, names) -> None:
     """Thaw paused containers."""
-    for name in names:
-        _backend(obj, name).unpause(name)
-        click.echo(name)
+    _each(obj, names, lambda backend, name: backend.unpause(name))
 
 
 @command(name="exec", context_settings={"allow_interspersed_args": False})
