@@ -98,8 +98,6 @@ def create(obj: Context, image: str, command: tuple[str, ...], **opts) -> None:
     click.echo(obj.backend().create(build_spec(image, command, **opts)).id)
 
 
-
-
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format.")
 def backends(fmt: str) -> None:
