@@ -544,13 +544,7 @@ class LxcBackend(Backend):
     def wait(self, name: str) -> int:
         self.get(name)  # NotFound
         self._wait_keeper(name, None)
-        try:
-            record = self.records.load(name)
-        except NotFound:
-            raise NotFound(f"container {name} was removed when it exited (--rm)") from None
-        if record.exit_code is None:
-            raise CtrError(f"container {name} has no exit code: {'it never ran' if record.status == 'created' else 'its monitor died'}")
-        return record.exit_code
+        return self.records.exit_code(name)
 
     def remove(self, name: str, force: bool = False) -> None:
         record = self.get(name)

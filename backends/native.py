@@ -381,13 +381,7 @@ class NativeBackend(Backend):
         # PID 1 may be gone while its monitor is still recording the end: wait for that too.
         if record.status in ("running", "paused") or record.exit_code is None:
             self._wait_monitor(record, None)
-            try:
-                record = self.records.load(name)
-            except NotFound:
-                raise NotFound(f"container {name} was removed when it exited (--rm)") from None
-        if record.exit_code is None:
-            raise CtrError(f"container {name} has no exit code: {'it never ran' if record.status == 'created' else 'its monitor died'}")
-        return record.exit_code
+        return self.records.exit_code(name)
 
     def remove(self, name: str, force: bool = False) -> None:
         record = self.get(name)

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from ctr.errors import Conflict, NotFound
+from ctr.errors import Conflict, CtrError, NotFound
 from ctr.spec import validate_name
 
 from .names import generate_name, new_id
@@ -104,6 +104,17 @@ class RecordStore:
                 return Record(**json.load(f))
         except FileNotFoundError:
             raise NotFound(f"no such container: {name}") from None
+
+    def exit_code(self, name: str) -> int:
+        """The exit code a container's keeper recorded, for `wait` once the keeper is done."""
+        try:
+            record = self.load(name)
+        except NotFound:
+            raise NotFound(f"container {name} was removed when it exited (--rm)") from None
+        if record.exit_code is None:
+            why = "it never ran" if record.status == "created" else "its monitor died"
+            raise CtrError(f"container {name} has no exit code: {why}")
+        return record.exit_code
 
     def list(self) -> list[Record]:
         out = []
