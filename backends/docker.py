@@ -634,7 +634,22 @@ class DockerBackend(Backend):
         error = (result.get("Error") or {}).get("Message")
         if error:
             raise CtrError(f"cannot wait for container {name}: {error}")
-        return int(result["StatusCode"])
+        code = int(result["StatusCode"])
+        if code == 137 and record.spec.get("memory") and not record.spec.get("auto_remove"):
+            self._settle_oom_flag(cid)
+        return code
+
+    def _settle_oom_flag(self, cid: str) -> None:
+        """The engine may handle a container's exit before the OOM event that caused it, and
+        set State.OOMKilled only afterwards: give it a moment (bounded), so that an inspect
+        right after `wait` tells how the container died."""
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            state = (self._call("cannot inspect container", self.client.api.inspect_container, cid,
+                                if_missing=None) or {}).get("State") or {}
+            if state.get("OOMKilled"):
+                return
+            time.sleep(0.05)
 
     # --- inside a running container -----------------------------------------------------
 
