@@ -602,7 +602,8 @@ def test_engine_container_removed_behind_ctrs_back(dctr, engine, name, paths):
 
 @docker_only
 def test_detached_rm_forgets_the_record_when_it_exits(dctr, engine, name, paths):
-    assert dctr("run", "-d", "--rm", "--name", name, "busybox", "sh", "-c", "sleep 0.5; exit 3").returncode == 0
+    # Long enough that `wait` (a new ctr process importing the SDK) comes before the engine's removal.
+    assert dctr("run", "-d", "--rm", "--name", name, "busybox", "sh", "-c", "sleep 2; exit 3").returncode == 0
     assert dctr("wait", name).stdout.strip() == "3"
     assert not (paths.containers / name).exists() and leftovers(engine, name) == []
     assert dctr("run", "-d", "--rm", "--name", name, "busybox", "sleep", "60").returncode == 0
