@@ -94,7 +94,7 @@ from ctr.errors import CommandNotExecutable, CommandNotFound, Conflict, CtrError
 from ctr.spec import ContainerSpec
 
 from . import logs
-from .base import Backend, BackendInfo, ExecSpec, check_mount_sources, exit_status, merge_env, resolve_process
+from .base import Backend, BackendInfo, ExecSpec, check_mount_sources, exit_status, resolve_process
 from .images import ImageStore
 from .records import Record, RecordStore, process_start_time, write_json_atomic
 from .monitor_start import fork_clean, start_under_monitor
@@ -638,26 +638,14 @@ class LxcBackend(Backend):
     def exec(self, name: str, spec: ExecSpec) -> int:
         """liblxc attaches (namespaces, cgroup); ctr's payload becomes the process as the
         native backend's exec does: user resolved in the container, its capabilities, env, cwd."""
-        from ctr.native import caps, tty
-        from ctr.native.process import Identity
+        from ctr.native import tty
 
-        from .native import SignalForwarder
+        from .native import SignalForwarder, exec_identity
 
         if spec.tty and spec.stdin and not os.isatty(0):
             raise CtrError("the input device is not a TTY")
         record = self._running(name, "exec in")
-        cspec = ContainerSpec.from_dict(record.spec)
-        process = record.extra["process"]
-        identity = Identity(
-            args=tuple(spec.args),
-            env=merge_env(process["env"], spec.env),
-            cwd=spec.workdir or process["cwd"],
-            user=spec.user if spec.user is not None else process["user"],
-            caps_mask=caps.mask(cspec.capabilities()),
-            tty=spec.tty,
-            stdin=spec.stdin,
-            winsize=(tty.winsize(0) or tty.winsize(1)) if spec.tty else None,
-        )
+        identity = exec_identity(record, spec)
         with SignalForwarder() as forwarder:
             pid, master = _attach(self._lxc(name), name, identity, self.lxcpath / name / "lxc.log")
             forwarder.attach(pid)

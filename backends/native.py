@@ -402,26 +402,13 @@ class NativeBackend(Backend):
     # ---- inside a running container ------------------------------------------------
 
     def exec(self, name: str, spec: ExecSpec) -> int:
-        from ctr.native import caps, tty
-        from ctr.native.process import ExecPlan, Identity, enter
+        from ctr.native import tty
+        from ctr.native.process import ExecPlan, enter
 
         if spec.tty and spec.stdin and not os.isatty(0):
             raise CtrError("the input device is not a TTY")
         record = self._running(name, "exec in")
-        cspec = ContainerSpec.from_dict(record.spec)
-        process = record.extra["process"]
-        from .base import merge_env
-
-        identity = Identity(
-            args=tuple(spec.args),
-            env=merge_env(process["env"], spec.env),
-            cwd=spec.workdir or process["cwd"],
-            user=spec.user if spec.user is not None else process["user"],
-            caps_mask=caps.mask(cspec.capabilities()),
-            tty=spec.tty,
-            stdin=spec.stdin,
-            winsize=(tty.winsize(0) or tty.winsize(1)) if spec.tty else None,
-        )
+        identity = exec_identity(record, spec)
         cgroup = self._cgroup(record)
         with SignalForwarder() as forwarder:
             started = enter(ExecPlan(identity, record.pid), cgroup.add)
@@ -472,6 +459,27 @@ class NativeBackend(Backend):
         """Where the running container's root can be reached from the host."""
         record = self._running(name, "reach the files of")
         return Path(f"/proc/{record.pid}/root")
+
+
+def exec_identity(record: Record, spec: ExecSpec):
+    """Who an exec runs as: the container's env, cwd, user and capabilities, with the
+    exec's own -e/-w/-u on top. Shared by native and lxc, whose exec ends the same way."""
+    from ctr.native import caps, tty
+    from ctr.native.process import Identity
+
+    from .base import merge_env
+
+    process = record.extra["process"]
+    return Identity(
+        args=tuple(spec.args),
+        env=merge_env(process["env"], spec.env),
+        cwd=spec.workdir or process["cwd"],
+        user=spec.user if spec.user is not None else process["user"],
+        caps_mask=caps.mask(ContainerSpec.from_dict(record.spec).capabilities()),
+        tty=spec.tty,
+        stdin=spec.stdin,
+        winsize=(tty.winsize(0) or tty.winsize(1)) if spec.tty else None,
+    )
 
 
 class SignalForwarder:
