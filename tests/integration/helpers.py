@@ -79,3 +79,21 @@ def foreground(cmd: list[str], ready: str = "ready", timeout: float = 30):
 
 def hex_mask(text: str) -> str:
     return re.sub(r"\s", "", text)
+
+
+def read_until_closed(master: int, timeout: float = 60) -> bytes:
+    """Everything written to a pty until its last slave fd closes (EIO); closes `master`."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(master)
+    return out

@@ -15,14 +15,13 @@ import signal
 import struct
 import subprocess
 import termios
-import time
 import uuid
 
 import pytest
 
 from tests.conftest import backends_param
 
-from .helpers import DEFAULT_CAPEFF, cgroup_dir, leftover_cgroups, mounts_under, ns_inode, status_field
+from .helpers import DEFAULT_CAPEFF, cgroup_dir, leftover_cgroups, mounts_under, ns_inode, status_field, read_until_closed
 
 
 def _name() -> str:
@@ -146,17 +145,7 @@ def test_tty(ctr, backend):
     proc = subprocess.Popen([*ctr.args_prefix, "--backend", backend.name, "run", "--rm", "-t", "busybox", "sh", "-c",
                              "tty; sleep 1; stty size"], stdin=slave, stdout=slave, stderr=slave)
     os.close(slave)
-    out = b""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
+    out = read_until_closed(master)
     assert proc.wait(timeout=60) == 0
     lines = [line for line in out.replace(b"\r", b"").split(b"\n") if line]
     assert lines[:2] == [b"/dev/pts/0", b"33 101"], out

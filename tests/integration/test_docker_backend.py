@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import DEFAULT_CAPEFF, cgroup_dir, status_field
+from .helpers import DEFAULT_CAPEFF, cgroup_dir, read_until_closed, status_field
 
 docker_only = pytest.mark.parametrize("backend", ["docker"], indirect=True)
 
@@ -295,16 +295,7 @@ def test_tty(dctr, name):
     proc = subprocess.Popen([*dctr.args_prefix, "run", "--rm", "--name", name, "-t", "busybox", "sh", "-c", script],
                             stdin=slave, stdout=slave, stderr=slave)
     os.close(slave)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
+    out = read_until_closed(master)
     assert proc.wait(timeout=30) == 0
     assert out.replace(b"\r", b"").split(b"\n")[:3] == [b"/dev/pts/0", b"33 101", b"err"]
 
@@ -516,16 +507,7 @@ def test_exec_with_a_tty(dctr, name):
     proc = subprocess.Popen([*dctr.args_prefix, "exec", "-t", name, "sh", "-c", script],
                             stdin=slave, stdout=slave, stderr=slave)
     os.close(slave)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
+    out = read_until_closed(master)
     assert proc.wait(timeout=30) == 3
     lines = [line for line in out.replace(b"\r", b"").split(b"\n") if line]
     assert lines[0].startswith(b"/dev/pts/") and lines[1] == b"21 77", out

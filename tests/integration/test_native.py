@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import DEFAULT_CAPEFF, NAMESPACES, cgroup_dir, foreground, leftover_cgroups, mounts_under, ns_inode, status_field
+from .helpers import DEFAULT_CAPEFF, NAMESPACES, cgroup_dir, foreground, leftover_cgroups, mounts_under, ns_inode, status_field, read_until_closed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the native backend needs root")
 
@@ -134,16 +134,7 @@ def test_tty(ctr):
     proc = subprocess.Popen([*ctr.args_prefix, "run", "--rm", "-t", "busybox", "sh", "-c", "tty; stty size"],
                             stdin=slave, stdout=slave, stderr=slave)
     os.close(slave)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
+    out = read_until_closed(master)
     assert proc.wait(timeout=30) == 0
     assert out.replace(b"\r", b"").split(b"\n")[:2] == [b"/dev/pts/0", b"33 101"]
 
