@@ -17,16 +17,18 @@ import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from ctr.errors import Conflict, CtrError, NotFound, Unsupported
 from ctr.spec import ContainerSpec
 
-from . import logs
 from .base import Backend, BackendInfo, ExecSpec, Process, check_mount_sources, exit_status, resolve_process
 from .images import ImageStore
 from .records import Record, RecordStore, process_start_time
 from .monitor_start import start_under_monitor
+
+if TYPE_CHECKING:
+    from .logs import LogEntry
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 MONITOR_EXIT_TIMEOUT = 10.0
@@ -37,6 +39,24 @@ def _driver():
     from ctr.native.cgroups import cgroup_driver
 
     return cgroup_driver()
+
+
+def _prime_attach() -> None:
+    from ctr.native.cgroups import prime_attach
+
+    prime_attach()
+
+
+def _terminal_size() -> bytes | None:
+    from ctr.native import tty
+
+    return tty.winsize(0) or tty.winsize(1)
+
+
+def _stop_priming() -> None:
+    from ctr.native.cgroups import stop_priming
+
+    stop_priming()
 
 
 class NativeBackend(Backend):
@@ -93,7 +113,7 @@ class NativeBackend(Backend):
     def _launch(self, record: Record, stdio=(None, None, None), winsize: bytes | None = None):
         """Cgroup, namespaces, root, exec: PID 1 of `record`, a child of the calling process."""
         from ctr.native import caps
-        from ctr.native.cgroups import Limits
+        from ctr.native.cgroups import Limits, stop_priming
         from ctr.native.process import Identity, ProcessPlan, spawn
         from ctr.native.rootfs import RootfsPlan
 
@@ -130,6 +150,7 @@ class NativeBackend(Backend):
                 # knows the pid and the cgroup to clean up.
                 joined.append(pid)
                 cgroup.add(pid)
+                stop_priming()
                 record.status, record.pid, record.started = "running", pid, time.time()
                 record.pid_start = process_start_time(pid)
                 record.cgroup, record.exit_code, record.finished, record.oom_killed = cgroup.name, None, None, False
@@ -147,20 +168,21 @@ class NativeBackend(Backend):
 
     def run(self, spec: ContainerSpec) -> int:
         """Foreground: ctr is the keeper; stdio is ctr's own."""
-        from ctr.native import tty
-
         if spec.tty and spec.stdin and not os.isatty(0):
             raise CtrError("the input device is not a TTY")
+        _prime_attach()  # cheap when the CLI did it already, before importing this module
         record = self.create(spec)
         cgroup = None
         remove = spec.auto_remove
         # Signals to ctr are held from here on and go to the container once it exists.
         with SignalForwarder() as forwarder:
             try:
-                winsize = (tty.winsize(0) or tty.winsize(1)) if spec.tty else None
+                winsize = _terminal_size() if spec.tty else None
                 cgroup, started = self._launch(record, winsize=winsize)
                 forwarder.attach(started.pid)
                 if started.master_fd is not None:
+                    from ctr.native import tty
+
                     try:
                         tty.relay(started.master_fd, forward_stdin=spec.stdin)
                     finally:
@@ -188,6 +210,7 @@ class NativeBackend(Backend):
             record = self._refresh(self.records.load(name))
             if record.status in ("running", "paused"):
                 raise Conflict(f"cannot start container {name}: it is {record.status}")
+            _prime_attach()  # the monitor's move into the cgroup then finds the lock warm
             start_under_monitor(name, lock_fd, lambda report_w: self._monitor(record, report_w))
 
     def _monitor(self, record: Record, report_w: int) -> None:
@@ -221,7 +244,9 @@ class NativeBackend(Backend):
             record.extra["monitor_pid"] = os.getpid()
             record.extra["monitor_start"] = process_start_time(os.getpid())
             self.records.save(record)
-            log_path = str(self.records.dir(record.name) / logs.LOG_FILE)
+            from .logs import LOG_FILE
+
+            log_path = str(self.records.dir(record.name) / LOG_FILE)
             self._exec_monitor(record, cgroup.name, started, outputs, log_path, in_w, report_w)
             os.write(report_w, b"ok")  # no ctr-monitor: this Python process stays the keeper
             os.close(report_w)
@@ -408,10 +433,12 @@ class NativeBackend(Backend):
         if spec.tty and spec.stdin and not os.isatty(0):
             raise CtrError("the input device is not a TTY")
         record = self._running(name, "exec in")
+        _prime_attach()
         identity = exec_identity(record, spec)
         cgroup = self._cgroup(record)
         with SignalForwarder() as forwarder:
             started = enter(ExecPlan(identity, record.pid), cgroup.add)
+            _stop_priming()
             forwarder.attach(started.pid)
             if started.master_fd is not None:
                 try:
@@ -421,7 +448,9 @@ class NativeBackend(Backend):
             _, status = os.waitpid(started.pid, 0)
         return exit_status(status)
 
-    def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[logs.LogEntry]:
+    def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[LogEntry]:
+        from . import logs
+
         record = self.records.load(name)
         path = self.records.dir(record.name) / logs.LOG_FILE
         if not path.exists():

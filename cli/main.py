@@ -75,6 +75,7 @@ def cli(ctx: click.Context, backend: str, root: str | None) -> None:
 @errors_to_exit
 def run(obj: Context, detach: bool, image: str, command: tuple[str, ...], **opts) -> None:
     """Run COMMAND in a new container from IMAGE (in the foreground unless -d)."""
+    obj.prime_cgroups()
     spec = build_spec(image, command, **opts)
     if detach:
         click.echo(obj.backend().run_detached(spec).id)

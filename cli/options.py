@@ -17,6 +17,15 @@ class Context:
         self.backend_name = backend_name
         self.paths = paths
 
+    def prime_cgroups(self) -> None:
+        """For a command about to move a process into a cgroup: let the kernel's slow first
+        step overlap with importing the backend (see ctr.native.cgroups.prime_attach).
+        The docker engine moves its own processes, so only native and lxc gain."""
+        if self.backend_name in ("native", "lxc"):
+            from ctr.native.cgroups import prime_attach
+
+            prime_attach()
+
     def backend(self):
         from ctr.backends import get_backend
 
