@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import os
-import selectors
 from pathlib import Path
 
 from . import syscalls as sc
@@ -58,6 +57,8 @@ def run(pid: int, outputs: dict[int, str], log_path: str) -> int:
     Returns Docker's exit code, leaving PID 1 a zombie for the caller to reap once its
     end is recorded (as ctr-monitor does).
     """
+    import selectors
+
     from ctr.backends.logs import encode
 
     pidfd = sc.pidfd_open(pid)
