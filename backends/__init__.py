@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from ctr.errors import BackendUnavailable, CtrError, InvalidSpec, NotFound
+from ctr.errors import CtrError, InvalidSpec, NotFound
 
 from typing import TYPE_CHECKING
 
@@ -55,11 +55,7 @@ def probe(name: str) -> "BackendInfo":
 
 def get_backend(name: str, paths: Paths | None = None) -> "Backend":
     """The backend called `name`, ready to use, or BackendUnavailable saying what is missing."""
-    cls = backend_class(name)
-    info = cls.probe()
-    if not info.usable:
-        raise BackendUnavailable(f"backend {name} is not usable: {info.reason}")
-    return cls(paths)
+    return backend_class(name).ready(paths)
 
 
 def backend_for(name: str, paths: Paths) -> "Backend":

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Iterator
 
-from ctr.errors import InvalidSpec, Unsupported
+from ctr.errors import BackendUnavailable, InvalidSpec, Unsupported
 from ctr.spec import ContainerSpec
 
 from .images import ImageConfig
@@ -156,6 +156,16 @@ class Backend(ABC):
     @abstractmethod
     def probe(cls) -> BackendInfo:
         """Whether this backend can run here, and why not; never raises."""
+
+    @classmethod
+    def ready(cls, paths: Paths | None = None) -> "Backend":
+        """A backend ready to use, or BackendUnavailable saying what is missing. A backend
+        whose probe is costly (a round trip to a daemon) overrides it to probe and connect
+        in one go."""
+        info = cls.probe()
+        if not info.usable:
+            raise BackendUnavailable(f"backend {cls.name} is not usable: {info.reason}")
+        return cls(paths)
 
     @abstractmethod
     def run(self, spec: ContainerSpec) -> int:
