@@ -5,7 +5,8 @@ Measured on this machine in one sitting, standard library only:
 
   1. latency of `ctr --backend B run --rm busybox true` for native, lxc and docker,
      beside references on the same image: unshare+chroot (the kernel's floor),
-     `runc run`, `lxc-execute` and `docker run`;
+     `runc run`, `lxc-execute` and `docker run`, and the floor of any Python CLI
+     (the interpreter's start, and that plus `import click`);
   2. ratios of those medians (the layer's own overhead);
   3. memory of the process that keeps one detached container (native monitor,
      containerd-shim, LXC's monitor);
@@ -65,6 +66,9 @@ LATENCY = [
     ("runc run", {"native", "refs"}),
     ("lxc-execute", {"lxc", "refs"}),
     ("docker run", {"docker", "refs"}),
+    # ctr is a Python program with a click CLI: these two are the floor under every ctr row.
+    ("python start", {"native", "lxc", "docker", "refs"}),
+    ("python + import click", {"native", "lxc", "docker", "refs"}),
 ]
 # (ratio label, numerator, denominator): medians of section 1.
 RATIOS = [
@@ -438,6 +442,9 @@ def latency_commands(b: Bench) -> tuple[list[Command], dict[str, dict]]:
         "runc run": lambda: runc_run(b),
         "lxc-execute": lambda: lxc_execute(b),
         "docker run": lambda: docker_run(b),
+        "python start": lambda: Command("python start", lambda i: [sys.executable, "-c", "pass"]),
+        "python + import click": lambda: Command("python + import click",
+                                                 lambda i: [sys.executable, "-c", "import click"]),
     }
     commands, skipped = [], {}
     for label, tags in LATENCY:

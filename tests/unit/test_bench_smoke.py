@@ -16,7 +16,8 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the benchmark runs containers: needs root")
 
 SECTIONS = {"machine", "latency", "ratios", "monitor", "scale", "image", "help", "targets"}
-LATENCY = {"ctr native", "ctr lxc", "ctr docker", "unshare+chroot", "runc run", "lxc-execute", "docker run"}
+LATENCY = {"ctr native", "ctr lxc", "ctr docker", "unshare+chroot", "runc run", "lxc-execute", "docker run",
+           "python start", "python + import click"}
 MACHINE = {"cpu", "cores", "kernel", "cgroup", "python", "runc", "lxc", "docker engine"}
 
 
