@@ -31,6 +31,7 @@
 #                        main one needs its own --data-root, --exec-root, --pidfile and socket;
 #                        never give it --bridge none: at start-up that deletes the host's docker0.
 set -eu
+. "$(dirname "$0")/lib.sh"  # start_time
 
 SOCK=${CTR_DOCKERD_SOCK:-/var/run/docker.sock}
 DOCKERD=${DOCKERD:-/usr/sbin/dockerd}
@@ -57,11 +58,6 @@ engine_answers() {
     else
         timeout 5 curl -fsS --unix-socket "$SOCK" http://localhost/_ping >/dev/null 2>&1
     fi
-}
-
-# Field 22 of /proc/PID/stat: the start time, so that a reused pid is never mistaken for ours.
-start_time() {
-    sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20
 }
 
 show_log() {

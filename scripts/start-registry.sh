@@ -16,6 +16,7 @@
 #   CTR_REGISTRY_TIMEOUT  seconds to wait for it to answer (default 30)
 #   DOCKER_REGISTRY       the binary (default /usr/bin/docker-registry)
 set -eu
+. "$(dirname "$0")/lib.sh"  # start_time
 
 ADDR=${CTR_REGISTRY_ADDR:-127.0.0.1:5000}
 PIDFILE=${CTR_REGISTRY_PIDFILE:-/run/ctr-registry.pid}
@@ -34,11 +35,6 @@ esac
 
 answers() {
     [ "$(curl -s -o /dev/null -m 5 -w '%{http_code}' "http://$ADDR/v2/" 2>/dev/null)" = 200 ]
-}
-
-# Field 22 of /proc/PID/stat: the start time, so that a reused pid is never mistaken for ours.
-start_time() {
-    sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20
 }
 
 if answers; then

@@ -7,13 +7,10 @@
 # SIGKILL after that. Environment: CTR_REGISTRY_PIDFILE as for start-registry.sh;
 #   CTR_REGISTRY_STOP_TIMEOUT  seconds to wait after SIGTERM (default 15)
 set -eu
+. "$(dirname "$0")/lib.sh"
 
 PIDFILE=${CTR_REGISTRY_PIDFILE:-/run/ctr-registry.pid}
 TIMEOUT=${CTR_REGISTRY_STOP_TIMEOUT:-15}
-
-start_time() {
-    sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20
-}
 
 remove_dir() {
     # Only a dir start-registry.sh made: never whatever a damaged pidfile names.
@@ -27,44 +24,11 @@ if [ ! -f "$PIDFILE" ]; then
     echo "stop-registry: no $PIDFILE: no registry started by start-registry.sh; nothing to do"
     exit 0
 fi
-pid=$(sed -n 1p "$PIDFILE")
-started=$(sed -n 2p "$PIDFILE")
 dir=$(sed -n 3p "$PIDFILE")
-case $pid in
-    '' | *[!0-9]*)
-        echo "stop-registry: $PIDFILE holds no pid; removing it" >&2
-        rm -f "$PIDFILE"
-        exit 1
-        ;;
-esac
-if [ ! -d "/proc/$pid" ] || [ "$(start_time "$pid")" != "$started" ]; then
-    echo "stop-registry: registry (pid $pid) is gone already; removing $PIDFILE and $dir"
+status=0
+stop_recorded stop-registry "$PIDFILE" docker-registry "$TIMEOUT" || status=$?
+if [ "$status" -eq 0 ]; then
     remove_dir "$dir"
-    rm -f "$PIDFILE"
-    exit 0
 fi
-exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
-case $exe in
-    */docker-registry) ;;
-    *)
-        echo "stop-registry: pid $pid is $exe, not docker-registry; leaving it alone and removing $PIDFILE" >&2
-        rm -f "$PIDFILE"
-        exit 1
-        ;;
-esac
-
-kill -TERM "$pid"
-waited=0
-while [ -d "/proc/$pid" ] && [ "$(start_time "$pid")" = "$started" ]; do
-    if [ "$waited" -ge "$((TIMEOUT * 5))" ]; then
-        echo "stop-registry: registry (pid $pid) still runs ${TIMEOUT}s after SIGTERM; sending SIGKILL" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-        sleep 1
-        break
-    fi
-    sleep 0.2
-    waited=$((waited + 1))
-done
-remove_dir "$dir"
 rm -f "$PIDFILE"
-echo "stop-registry: registry (pid $pid) stopped, $dir removed"
+exit "$status"
