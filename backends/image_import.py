@@ -565,8 +565,7 @@ def _now() -> str:
 
 def _import_rootfs(ingest: Ingest, source: Path, kind: str, what: str, name: str, config: ImageConfig,
                    labels: dict[str, str]) -> tuple[str, str, str]:
-    with open(source, "rb") as f:
-        digest, size = ingest.add_blob(f, what=f"layer {what}")
+    digest, size = ingest.add_file(source, what=f"layer {what}")
     diff_id = ingest.diff_id(digest, what=what)
     created = _now()
     platform = host_platform()
