@@ -82,22 +82,23 @@ import selectors
 import shlex
 import shutil
 import signal
-import socket
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from ctr import errors as _errors
-from ctr.errors import CommandNotExecutable, CommandNotFound, Conflict, CtrError, NotFound, Unsupported
+from ctr.errors import BackendUnavailable, CommandNotExecutable, CommandNotFound, Conflict, CtrError, NotFound, Unsupported
 from ctr.spec import ContainerSpec
 
-from . import logs
 from .base import Backend, BackendInfo, ExecSpec, check_mount_sources, exit_status, resolve_process
 from .images import ImageStore
-from .records import Record, RecordStore, process_start_time, write_json_atomic
+from .records import Record, RecordStore, process_start_time
 from .monitor_start import fork_clean, start_under_monitor
+
+if TYPE_CHECKING:
+    from .logs import LogEntry
 
 INSTALL_HINT = "the python lxc bindings are missing: apt-get install lxc lxc-dev && pip install 'ctr[lxc]'"
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -134,16 +135,36 @@ class LxcBackend(Backend):
             versions["python-lxc"] = version("lxc")
         except Exception:  # the bindings may come from a distribution package without metadata
             pass
+        reason = cls._unusable_because()
+        return BackendInfo(cls.name, not reason, reason, versions)
+
+    @classmethod
+    def ready(cls, paths=None) -> "LxcBackend":
+        """As probe decides, without the versions: every lxc command comes here, and
+        importing importlib.metadata (email with it) for python-lxc's would cost ~15 ms."""
+        reason = cls._unusable_because()
+        if reason:
+            raise BackendUnavailable(f"backend {cls.name} is not usable: {reason}")
+        return cls(paths)
+
+    @staticmethod
+    def _unusable_because() -> str:
+        """Why liblxc cannot run ctr's containers here ("" when it can)."""
+        try:
+            import lxc
+        except ImportError:
+            return INSTALL_HINT
+
         if os.geteuid() != 0:
-            return BackendInfo(cls.name, False, "the lxc backend runs privileged containers and needs root (run ctr as root)", versions)
+            return "the lxc backend runs privileged containers and needs root (run ctr as root)"
         if not _has_filesystem("overlay"):
-            return BackendInfo(cls.name, False, "the kernel has no overlayfs: modprobe overlay", versions)
+            return "the kernel has no overlayfs: modprobe overlay"
         try:
             # A handle only: lxc_container_new creates nothing on disk.
             _error_num(lxc.Container("ctr-probe", "/nonexistent-ctr-lxcpath"))
         except CtrError as exc:
-            return BackendInfo(cls.name, False, str(exc), versions)
-        return BackendInfo(cls.name, True, "", versions)
+            return str(exc)
+        return ""
 
     def __init__(self, paths=None) -> None:
         super().__init__(paths)
@@ -189,7 +210,6 @@ class LxcBackend(Backend):
         record.image, record.image_digest = image.name, image.digest
         record.cgroup = _cgroup_names(record.id)[0]
         record.extra = {"lxcpath": str(self.lxcpath), "hostname": hostname, "layers": layers, "process": asdict(process)}
-        self.records.save(record)
         upper, work, rootfs = cdir / "upper", cdir / "work", rundir / "rootfs"
         for p in [*layers, str(upper)]:
             if re.search(r"[:,]", p):
@@ -241,12 +261,15 @@ class LxcBackend(Backend):
 
     def _run_monitor(self, spec: ContainerSpec, record: Record, config: list[tuple[str, str]],
                      args: tuple[str, ...], rundir: Path) -> int:
-        import tty as stdlib_tty
-
-        from ctr.native import tty
-
         master = slave = slave_path = None
+        terminal = contextlib.nullcontext()  # ctr's own terminal, raw while -i -t relays to it
         if spec.tty:
+            import tty as stdlib_tty
+
+            from ctr.native import tty
+
+            if spec.stdin:
+                terminal = tty.raw_terminal(0)
             master, slave = os.openpty()
             stdlib_tty.setraw(slave)  # liblxc's relay writes here; see _Supervisor._pump_output
             slave_path = os.ttyname(slave)
@@ -267,7 +290,7 @@ class LxcBackend(Backend):
                     slave = None
                 supervisor = _Supervisor(self, pid, record, relay, master, spec.stdin, slave_path)
                 try:
-                    with tty.raw_terminal(0) if spec.tty and spec.stdin else contextlib.nullcontext():
+                    with terminal:
                         status = supervisor.run()
                 except BaseException:
                     supervisor.abort()  # ctr cannot go on (a broken stdout...): end the container
@@ -316,7 +339,7 @@ class LxcBackend(Backend):
             result = {"error": f"{type(exc).__name__}: {exc}"}
         try:
             if os.getppid() == parent:
-                write_json_atomic(rundir / RESULT_FILE, result)
+                _write_result(rundir / RESULT_FILE, result)
             else:  # ctr is gone: nobody else will clean up
                 _leave_cgroups()
                 ran = bool(result.get("started"))
@@ -369,6 +392,8 @@ class LxcBackend(Backend):
         import tty as stdlib_tty
 
         from ctr.native import syscalls as sc
+
+        from . import logs
 
         name = record.name
         rundir = self.paths.runtime / name
@@ -657,7 +682,9 @@ class LxcBackend(Backend):
             _, status = os.waitpid(pid, 0)
         return exit_status(status)
 
-    def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[logs.LogEntry]:
+    def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[LogEntry]:
+        from . import logs
+
         record = self.records.load(name)
         path = self.records.dir(record.name) / logs.LOG_FILE
         if not path.exists():
@@ -790,13 +817,18 @@ def lxc_config(spec: ContainerSpec, cid: str, hostname: str, layers: list[str], 
     mount = shutil.which("mount")
     if mount:
         # liblxc leaves the tmpfs under the cgroup mounts writable; Docker's is not. A mount
-        # hook runs in the container's mount namespace after liblxc mounted the cgroups.
+        # hook runs in the container's mount namespace after liblxc mounted the cgroups. No
+        # config item can do it: every lxc.mount.auto cgroup mode mounts that tmpfs writable
+        # (liblxc 5.0), lxc.mount.entry lines are applied before it, and a "remount" entry
+        # first mounts a new filesystem over the target.
         hooks.append(("lxc.hook.mount", f'{shlex.quote(mount)} -o remount,ro,nosuid,nodev,noexec "$LXC_ROOTFS_MOUNT/sys/fs/cgroup"'))
     events = _memory_events_file(payload)
     cat = shutil.which("cat")
     if oom_file and events and cat:
         # liblxc runs the stop hook on the host once PID 1 has ended, before it removes the
         # cgroups: the one moment the OOM kill count of a finished container can be read.
+        # Always, not only with --memory: the kernel counts a host-wide OOM kill in the
+        # container's memory cgroup too, and the native backend reports that as well.
         hooks.append(("lxc.hook.stop", f"{shlex.quote(cat)} {shlex.quote(str(events))} > {shlex.quote(oom_file)} 2>/dev/null || true"))
     if hooks:
         items += [("lxc.hook.version", "1"), *hooks]
@@ -894,6 +926,16 @@ def _start_container(name: str, lxcpath: Path, config: list[tuple[str, str]], ar
     c.save_config()  # so lxc-ls/lxc-info -P <lxcpath> see it while it runs; start() uses the loaded config
     started = bool(c.start(useinit=False, daemonize=False, close_fds=True, cmd=tuple(args)))
     return {"started": started, "status": _error_num(c), "log": [] if started else _log_errors(log_file)}
+
+
+def _write_result(path: Path, result: dict) -> None:
+    """The liblxc monitor's report, renamed into place whole. Not fsync'd as records are
+    (write_json_atomic): ctr reads it as soon as the monitor has exited, and it lives only
+    in the runtime directory of this run."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(result, f)
+    os.replace(tmp, path)
 
 
 def _save_config(name: str, lxcpath: Path, config: list[tuple[str, str]]) -> None:
@@ -1009,8 +1051,13 @@ def _prepare_rootfs(name: str, layers: list[str], upper: str, work: str, mountpo
     Returns uid, gid, groups, home and the mount targets with symlinks resolved.
 
     A child mounts the overlay in a mount namespace of its own and chroots into it, so
-    symlinks resolve as in the container and the mount dies with the child.
+    symlinks resolve as in the container and the mount dies with the child. The mount is
+    volatile: unmounting a plain overlay syncs the whole filesystem under the writable layer,
+    which takes 1 ms on an idle disk and up to ~150 ms on a busy one, and nothing is owed
+    that sync here (liblxc's own mount of the layer is not volatile).
     """
+    from ctr.native import syscalls as sc  # before the fork: the liblxc monitor needs it too
+
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -1018,13 +1065,17 @@ def _prepare_rootfs(name: str, layers: list[str], upper: str, work: str, mountpo
         try:
             os.close(r)
             targets = [(m.target, os.path.isdir(m.source)) for m in spec.mounts]  # before the chroot
-            from ctr.native import syscalls as sc
             from ctr.native.users import resolve_user
 
             sc.unshare(sc.CLONE_NEWNS)
             sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-            lower = ":".join(reversed(layers))
-            sc.mount("overlay", mountpoint, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
+            options = f"lowerdir={':'.join(reversed(layers))},upperdir={upper},workdir={work}"
+            try:
+                sc.mount("overlay", mountpoint, "overlay", 0, options + ",volatile")
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                sc.mount("overlay", mountpoint, "overlay", 0, options)  # Linux before 5.10
             os.chroot(mountpoint)
             os.chdir("/")
             os.umask(0o022)
@@ -1058,6 +1109,10 @@ def _prepare_rootfs(name: str, layers: list[str], upper: str, work: str, mountpo
         data += chunk
     os.close(r)
     os.waitpid(pid, 0)
+    # A volatile mount leaves work/work/incompat/volatile behind, and overlayfs refuses to
+    # mount a layer that has it: the mount is gone with the child, so the mark may go too.
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(Path(work, "work", "incompat"))
     out = json.loads(data) if data else {"error": f"cannot prepare the root filesystem of container {name}: the helper died", "kind": "CtrError"}
     if "error" in out:
         raise getattr(_errors, out["kind"], CtrError)(out["error"])
@@ -1080,8 +1135,10 @@ class _Hierarchy:
     controllers: frozenset[str]
 
 
-def _hierarchies() -> list[_Hierarchy]:
-    """The cgroup hierarchies mounted here, from /proc/self/mountinfo."""
+@functools.lru_cache(maxsize=1)
+def _hierarchies() -> tuple[_Hierarchy, ...]:
+    """The cgroup hierarchies mounted here, from /proc/self/mountinfo; read once per process,
+    as the native backend's cgroup driver does: a run asks a dozen times."""
     out = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         left, _, right = line.partition(" - ")
@@ -1095,7 +1152,7 @@ def _hierarchies() -> list[_Hierarchy]:
             except OSError:
                 controllers = frozenset()
             out.append(_Hierarchy(mountpoint, 2, controllers))
-    return out
+    return tuple(out)
 
 
 def _controller_version(controller: str) -> int | None:
@@ -1301,9 +1358,9 @@ class _Supervisor:
                     terminal_open = False
                     _write_all(1, self.carry)
                 self._signals()
+                self._reap()
                 if self.init_fd is None and self.status is None:
                     self._look_for_init()
-                self._reap()
         finally:
             sel.close()
         return self.status
@@ -1343,13 +1400,13 @@ class _Supervisor:
             self.init_fd = None
 
     def _signals(self) -> None:
-        from ctr.native import tty
-
         for sig in self.relay.take():
             if sig == signal.SIGCHLD:
                 continue  # _reap looks
             if sig == signal.SIGWINCH:
                 if self.master is not None:
+                    from ctr.native import tty
+
                     tty.copy_winsize(0 if os.isatty(0) else 1, self.master)
             elif self.init_fd is None:
                 self.held.append(sig)  # delivered as soon as PID 1 exists
@@ -1538,6 +1595,8 @@ def _keep_logs(lxc_fd: int | None, outputs: dict[int, str], log_path: Path, onlc
     liblxc monitor (the last holder of the container's stdio besides PID 1's own processes)
     has ended and everything written before is in the log. Sleeps in the kernel throughout.
     `onlcr`: None for pipes, else whether liblxc's relay adds "\\r" (see _UndoOnlcr)."""
+    from . import logs
+
     sel = selectors.DefaultSelector()
     if lxc_fd is not None:
         sel.register(lxc_fd, selectors.EVENT_READ)
@@ -1622,6 +1681,8 @@ def _close_fds_except(*keep: int) -> None:
 def _attach(container, name: str, identity, log_file: Path) -> tuple[int, int | None]:
     """Start identity's process in the container; returns its pid (a child of ours) and,
     with a terminal, the pty master. Errors before the exec come back as CtrError, 126, 127."""
+    import socket
+
     import lxc
 
     from ctr.native import process as native_process
