@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Iterator
 
-from ctr.errors import BackendUnavailable, InvalidSpec, Unsupported
+from ctr.errors import BackendUnavailable, Conflict, InvalidSpec, Unsupported
 from ctr.spec import ContainerSpec
 
 from .images import ImageConfig
@@ -199,6 +199,15 @@ class Backend(ABC):
     def get(self, name: str) -> "Record":
         """The container's record with its status read from the live system."""
         raise Unsupported(self.name, "get")
+
+    def _running(self, name: str, doing: str) -> "Record":
+        """The record of container `name`, or Conflict saying why `doing` is impossible now."""
+        record = self.get(name)
+        if record.status != "running":
+            if record.status == "paused":
+                raise Conflict(f"cannot {doing} container {name}: it is paused, unpause it first")
+            raise Conflict(f"cannot {doing} container {name}: it is not running")
+        return record
 
     def list(self) -> "list[Record]":
         raise Unsupported(self.name, "list")

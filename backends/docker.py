@@ -594,14 +594,6 @@ class DockerBackend(Backend):
             raise Conflict(f"cannot {doing} container {record.name}: it is still being created")
         return info["Id"]
 
-    def _running(self, name: str, doing: str) -> Record:
-        record = self.get(name)
-        if record.status != "running":
-            if record.status == "paused":
-                raise Conflict(f"cannot {doing} container {name}: it is paused, unpause it first")
-            raise Conflict(f"cannot {doing} container {name}: it is not running")
-        return record
-
     # --- stopping and removing ----------------------------------------------------------
 
     def stop(self, name: str, timeout: float = 10) -> None:

@@ -86,26 +86,22 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
 
 from ctr import errors as _errors
 from ctr.errors import BackendUnavailable, CommandNotExecutable, CommandNotFound, Conflict, CtrError, NotFound, Unsupported
 from ctr.spec import ContainerSpec
 
-from .base import Backend, BackendInfo, ExecSpec, check_mount_sources, exit_status, resolve_process
+from .base import BackendInfo, ExecSpec, check_mount_sources, exit_status, resolve_process
 from .images import ImageStore
+from .kept import MONITOR_EXIT_TIMEOUT, KeptBackend, wait_pid
 from .records import Record, RecordStore, process_start_time
 from .monitor_start import fork_clean, start_under_monitor
-
-if TYPE_CHECKING:
-    from .logs import LogEntry
 
 INSTALL_HINT = "the python lxc bindings are missing: apt-get install lxc lxc-dev && pip install 'ctr[lxc]'"
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 CPU_PERIOD = 100_000  # microseconds, Docker's default CFS period
 RESULT_FILE = "result.json"
 OOM_FILE = "memory-events"  # what the stop hook copied from the memory cgroup
-MONITOR_EXIT_TIMEOUT = 10.0
 MONITOR_COMM = "[lxc monitor]"  # the liblxc monitor's name, and PID 1's until it execs
 LXC_LOCK_DIR = Path("/run/lxc/lock")  # liblxc's per-container lock files (lxclock.c), for root
 
@@ -117,7 +113,7 @@ DEVICE_RULES = (
 )
 
 
-class LxcBackend(Backend):
+class LxcBackend(KeptBackend):
     name = "lxc"
     UNSUPPORTED_FLAGS = {"--network bridge": "there is no bridge for containers on this host; use --network none or host"}
 
@@ -509,9 +505,6 @@ class LxcBackend(Backend):
 
     # -- state ---------------------------------------------------------------------------
 
-    def get(self, name: str) -> Record:
-        return self._refresh(self.records.load(name))
-
     def list(self) -> list[Record]:
         return [self._refresh(r) for r in self.records.list() if r.backend == self.name]
 
@@ -537,14 +530,6 @@ class LxcBackend(Backend):
                 return False
         return False
 
-    def _running(self, name: str, doing: str) -> Record:
-        record = self.get(name)
-        if record.status != "running":
-            if record.status == "paused":
-                raise Conflict(f"cannot {doing} container {name}: it is paused, unpause it first")
-            raise Conflict(f"cannot {doing} container {name}: it is not running")
-        return record
-
     def _lxc(self, name: str):
         import lxc
 
@@ -552,32 +537,9 @@ class LxcBackend(Backend):
 
     # -- stopping, waiting, removing -----------------------------------------------------------
 
-    def stop(self, name: str, timeout: float = 10) -> None:
-        """SIGTERM, then SIGKILL after `timeout` seconds, as `docker stop`; returns once
-        the container's keeper (ctr's monitor, or the ctr running it) has recorded the end."""
-        record = self.get(name)
-        if record.status in ("running", "paused") and not self._signal_and_wait(record, signal.SIGTERM, timeout):
-            self._signal_and_wait(record, signal.SIGKILL, MONITOR_EXIT_TIMEOUT)
-        self._wait_keeper(name, MONITOR_EXIT_TIMEOUT)
-
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        record = self.get(name)
-        if record.status not in ("running", "paused"):
-            raise Conflict(f"cannot kill container {name}: it is not running")
-        self._signal_and_wait(record, sig, 0)
-
-    def wait(self, name: str) -> int:
-        self.get(name)  # NotFound
-        self._wait_keeper(name, None)
-        return self.records.exit_code(name)
-
     def remove(self, name: str, force: bool = False) -> None:
         record = self.get(name)
-        if record.status in ("running", "paused"):
-            if not force:
-                raise Conflict(f"cannot remove container {name}: it is {record.status}: stop it first or use --force")
-            self._signal_and_wait(record, signal.SIGKILL, MONITOR_EXIT_TIMEOUT)
-        self._wait_keeper(name, MONITOR_EXIT_TIMEOUT)  # PID 1 may have just ended by itself, too
+        self._end_for_removal(record, force)
         with self.records.lock(name):
             # A liblxc monitor whose keeper was killed may still be about; so may PID 1, if it
             # outlived it (a non-root PID 1 loses liblxc's death signal when it changes uid).
@@ -590,29 +552,8 @@ class LxcBackend(Backend):
             if init is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(init, signal.SIGKILL)
-                _wait_pid(init, process_start_time(init), MONITOR_EXIT_TIMEOUT)
+                wait_pid(init, process_start_time(init), MONITOR_EXIT_TIMEOUT)
             self._destroy(record)
-
-    def _signal_and_wait(self, record: Record, sig: int, timeout: float) -> bool:
-        """Signal PID 1 (thawing a paused container so it can act), wait up to `timeout` for it to exit."""
-        from ctr.native import syscalls as sc
-
-        try:
-            pidfd = sc.pidfd_open(record.pid)
-        except OSError:
-            return True
-        try:
-            if process_start_time(record.pid) != record.pid_start:
-                return True  # the pid was reused: our container is gone
-            try:
-                signal.pidfd_send_signal(pidfd, sig)
-            except ProcessLookupError:
-                return True
-            if record.status == "paused":
-                self._thaw(record)
-            return bool(select.select([pidfd], [], [], timeout)[0]) if timeout else False
-        finally:
-            os.close(pidfd)
 
     def _wait_keeper(self, name: str, timeout: float | None) -> None:
         """While the record still says running (whether or not PID 1 is alive), until whoever
@@ -630,15 +571,15 @@ class LxcBackend(Backend):
         right after recording it; a foreground ctr, whose process may be anyone's (a program
         calling run()), records it just after the liblxc monitor has ended."""
         if record.extra.get("monitor_pid"):
-            self._wait_monitor(record, timeout)
+            wait_pid(record.extra["monitor_pid"], record.extra.get("monitor_start"), timeout)
             return
         deadline = None if timeout is None else time.monotonic() + timeout
 
         def left() -> float | None:
             return None if deadline is None else max(deadline - time.monotonic(), 0)
 
-        _wait_pid(record.pid, record.pid_start, left())
-        _wait_pid(record.extra.get("lxc_monitor_pid"), record.extra.get("lxc_monitor_start"), left())
+        wait_pid(record.pid, record.pid_start, left())
+        wait_pid(record.extra.get("lxc_monitor_pid"), record.extra.get("lxc_monitor_start"), left())
         grace = time.monotonic() + (MONITOR_EXIT_TIMEOUT if deadline is None else min(left(), MONITOR_EXIT_TIMEOUT))
         while time.monotonic() < grace:  # bounded: that ctr may have been killed as well
             try:
@@ -647,12 +588,6 @@ class LxcBackend(Backend):
             except NotFound:
                 return
             time.sleep(0.05)
-
-    def _wait_monitor(self, record: Record, timeout: float | None) -> None:
-        """Until ctr's monitor has recorded the exit (it exits right after)."""
-        pid, start = record.extra.get("monitor_pid"), record.extra.get("monitor_start")
-        if pid and start is not None:
-            _wait_pid(pid, start, timeout)
 
     def _thaw(self, record: Record) -> None:
         if not self._lxc(record.name).unfreeze():
@@ -681,24 +616,6 @@ class LxcBackend(Backend):
                     os.close(master)
             _, status = os.waitpid(pid, 0)
         return exit_status(status)
-
-    def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[LogEntry]:
-        from . import logs
-
-        record = self.records.load(name)
-        path = self.records.dir(record.name) / logs.LOG_FILE
-        if not path.exists():
-            path.touch()
-        size = path.stat().st_size
-        yield from logs.read(path, tail)
-        if follow:
-            yield from logs.follow(path, size, lambda: self._alive(name))
-
-    def _alive(self, name: str) -> bool:
-        try:
-            return self.get(name).status in ("running", "paused")
-        except NotFound:
-            return False  # removed as it ended (--rm)
 
     def pause(self, name: str) -> None:
         record = self._running(name, "pause")
@@ -1646,23 +1563,6 @@ def _keep_logs(lxc_fd: int | None, outputs: dict[int, str], log_path: Path, onlc
         os.close(log)
         for fd in outputs:
             os.close(fd)
-
-
-def _wait_pid(pid: int | None, start: int | None, timeout: float | None) -> None:
-    """Until process `pid` (the one that started at `start`) has ended, or `timeout` seconds."""
-    from ctr.native import syscalls as sc
-
-    if not pid or start is None:
-        return
-    try:
-        pidfd = sc.pidfd_open(pid)
-    except OSError:
-        return
-    try:
-        if process_start_time(pid) == start:
-            select.select([pidfd], [], [], timeout)
-    finally:
-        os.close(pidfd)
 
 
 def _close_fds_except(*keep: int) -> None:

@@ -11,27 +11,22 @@ from __future__ import annotations
 
 import functools
 import os
-import select
 import shutil
 import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
 
 from ctr.errors import Conflict, CtrError, NotFound, Unsupported
 from ctr.spec import ContainerSpec
 
-from .base import Backend, BackendInfo, ExecSpec, Process, check_mount_sources, exit_status, resolve_process
+from .base import BackendInfo, ExecSpec, Process, check_mount_sources, exit_status, resolve_process
 from .images import ImageStore
+from .kept import KeptBackend, wait_pid
 from .records import Record, RecordStore, process_start_time
 from .monitor_start import start_under_monitor
 
-if TYPE_CHECKING:
-    from .logs import LogEntry
-
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
-MONITOR_EXIT_TIMEOUT = 10.0
 
 
 @functools.lru_cache(maxsize=1)
@@ -59,7 +54,7 @@ def _stop_priming() -> None:
     stop_priming()
 
 
-class NativeBackend(Backend):
+class NativeBackend(KeptBackend):
     name = "native"
     UNSUPPORTED_FLAGS = {"--network bridge": "ctr makes no bridge: use --network none or host"}
 
@@ -335,86 +330,25 @@ class NativeBackend(Backend):
     def _cgroup(self, record: Record):
         return _driver().open(record.cgroup)
 
-    def _running(self, name: str, doing: str) -> Record:
-        record = self._refresh(self.records.load(name))
-        if record.status != "running":
-            if record.status == "paused":
-                raise Conflict(f"cannot {doing} container {name}: it is paused, unpause it first")
-            raise Conflict(f"cannot {doing} container {name}: it is not running")
-        return record
-
-    def get(self, name: str) -> Record:
-        return self._refresh(self.records.load(name))
-
-    def list(self) -> list[Record]:
-        return [self._refresh(r) for r in self.records.list() if r.backend == self.name]
 
     # ---- stopping and removing -----------------------------------------------------
 
-    def stop(self, name: str, timeout: float = 10) -> None:
-        """SIGTERM, then SIGKILL after `timeout` seconds, as `docker stop`."""
-        record = self.get(name)
-        if record.status not in ("running", "paused"):
+    def _thaw(self, record: Record) -> None:
+        self._cgroup(record).thaw()
+
+    def _wait_keeper(self, name: str, timeout: float | None) -> None:
+        """Until the monitor has recorded the exit (it exits right after); PID 1 may be gone
+        while its monitor is still recording the end."""
+        try:
+            record = self.records.load(name)
+        except NotFound:
             return
-        if not self._signal_and_wait(record, signal.SIGTERM, timeout):
-            self._signal_and_wait(record, signal.SIGKILL, MONITOR_EXIT_TIMEOUT)
-        self._wait_monitor(record, MONITOR_EXIT_TIMEOUT)
-
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        record = self.get(name)
-        if record.status not in ("running", "paused"):
-            raise Conflict(f"cannot kill container {name}: it is not running")
-        self._signal_and_wait(record, sig, 0)
-
-    def _signal_and_wait(self, record: Record, sig: int, timeout: float) -> bool:
-        """Signal PID 1 (thawing a paused container so it can act), wait up to `timeout` for it to exit."""
-        from ctr.native.syscalls import pidfd_open
-
-        try:
-            pidfd = pidfd_open(record.pid)
-        except ProcessLookupError:
-            return True
-        try:
-            if process_start_time(record.pid) != record.pid_start:
-                return True  # the pid was reused: our container is gone
-            signal.pidfd_send_signal(pidfd, sig)
-            if record.status == "paused":
-                self._cgroup(record).thaw()
-            return bool(select.select([pidfd], [], [], timeout)[0]) if timeout else False
-        finally:
-            os.close(pidfd)
-
-    def _wait_monitor(self, record: Record, timeout: float | None) -> None:
-        """Until the monitor has recorded the exit (it exits right after)."""
-        from ctr.native.syscalls import pidfd_open
-
-        pid = record.extra.get("monitor_pid")
-        if not pid:
-            return
-        try:
-            pidfd = pidfd_open(pid)
-        except ProcessLookupError:
-            return
-        try:
-            if process_start_time(pid) == record.extra.get("monitor_start"):
-                select.select([pidfd], [], [], timeout)
-        finally:
-            os.close(pidfd)
-
-    def wait(self, name: str) -> int:
-        record = self.get(name)
-        # PID 1 may be gone while its monitor is still recording the end: wait for that too.
         if record.status in ("running", "paused") or record.exit_code is None:
-            self._wait_monitor(record, None)
-        return self.records.exit_code(name)
+            wait_pid(record.extra.get("monitor_pid"), record.extra.get("monitor_start"), timeout)
 
     def remove(self, name: str, force: bool = False) -> None:
         record = self.get(name)
-        if record.status in ("running", "paused"):
-            if not force:
-                raise Conflict(f"cannot remove container {name}: it is {record.status}: stop it first or use --force")
-            self._signal_and_wait(record, signal.SIGKILL, MONITOR_EXIT_TIMEOUT)
-            self._wait_monitor(record, MONITOR_EXIT_TIMEOUT)
+        self._end_for_removal(record, force)
         with self.records.lock(name):
             if record.cgroup:
                 try:
@@ -447,18 +381,6 @@ class NativeBackend(Backend):
                     os.close(started.master_fd)
             _, status = os.waitpid(started.pid, 0)
         return exit_status(status)
-
-    def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[LogEntry]:
-        from . import logs
-
-        record = self.records.load(name)
-        path = self.records.dir(record.name) / logs.LOG_FILE
-        if not path.exists():
-            path.touch()
-        size = path.stat().st_size
-        yield from logs.read(path, tail)
-        if follow:
-            yield from logs.follow(path, size, lambda: self.get(name).status in ("running", "paused"))
 
     def pause(self, name: str) -> None:
         self._cgroup(self._running(name, "pause")).freeze()
