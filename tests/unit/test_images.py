@@ -9,10 +9,12 @@ import io
 import json
 import multiprocessing
 import os
+import shutil
 import stat
 import subprocess
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -341,6 +343,148 @@ def test_gzip_layers_are_read(store: ImageStore) -> None:
     assert image.diff_ids == (sha256(plain),) and image.layer_digests != image.diff_ids
     [layer] = store.layer_paths(image)
     assert (layer / "dir/file").read_bytes() == b"zipped"
+
+
+def layer_threads() -> list[str]:
+    """The unpack's helper threads still alive (the hash of a plain blob, the read-ahead of a stream)."""
+    return [t.name for t in threading.enumerate() if t.name.startswith("ctr-layer-")]
+
+
+def layer_dirs(store: ImageStore) -> list[str]:
+    return sorted(p.name for p in store.paths.layers.iterdir())
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    out = {}
+    for rel in tree(root):
+        path, st = root / rel, os.lstat(root / rel)
+        data = os.readlink(path) if path.is_symlink() else path.read_bytes() if path.is_file() else None
+        out[rel] = (st.st_mode, st.st_mtime_ns, st.st_ino == os.lstat(root / "d/f").st_ino, data)
+    return out
+
+
+def test_layer_file_unpacks_as_the_stream(tmp_path: Path) -> None:
+    """A plain tar file is read seekably (data copied by the kernel, hashed in a thread): same result as streamed."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, type_, content in [("d", tarfile.DIRTYPE, b""), ("d/f", tarfile.REGTYPE, os.urandom(3 << 20)),
+                                     ("d/empty", tarfile.REGTYPE, b""), ("s", tarfile.SYMTYPE, b""),
+                                     ("h", tarfile.LNKTYPE, b""), ("odd", b"Z", b"odd!\n")]:
+            ti = tarfile.TarInfo(name)  # "odd" has an unknown type: unpacked as a regular file, as tarfile reads it
+            ti.type, ti.size, ti.mtime, ti.linkname = type_, len(content), 1_000_000, "d/f"
+            tar.addfile(ti, io.BytesIO(content))
+    data = buf.getvalue()
+    (tmp_path / "layer.tar").write_bytes(data)
+    seen = {}
+    for how in ("stream", "file"):
+        dest = tmp_path / how
+        dest.mkdir()
+        with open(tmp_path / "layer.tar", "rb") as f:
+            assert extract_layer(f if how == "file" else io.BytesIO(data), dest) == sha256(data)
+        seen[how] = snapshot(dest)
+    assert seen["file"] == seen["stream"]
+    assert seen["file"]["odd"][3] == b"odd!\n" and seen["file"]["h"][2] and len(seen["file"]["d/f"][3]) == 3 << 20
+    assert layer_threads() == []
+
+
+@pytest.mark.skipif(not shutil.which("tar"), reason="needs GNU tar to write a sparse member")
+def test_sparse_member_from_a_file(tmp_path: Path) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    dest.mkdir()
+    with open(src / "sparse", "wb") as f:
+        f.truncate(4 << 20)
+        f.seek(1 << 20)
+        f.write(b"middle")
+    subprocess.run(["tar", "--sparse", "-cf", tmp_path / "layer.tar", "-C", src, "sparse"], check=True)
+    with open(tmp_path / "layer.tar", "rb") as f, tarfile.open(fileobj=f) as tar:
+        assert tar.getmember("sparse").sparse  # the data is scattered: tarfile reassembles it
+        f.seek(0)
+        extract_layer(f, dest)
+    assert (dest / "sparse").read_bytes() == (src / "sparse").read_bytes()
+
+
+def test_truncated_layer_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "cut.tar").write_bytes(make_tar(("f", tarfile.REGTYPE, os.urandom(100_000)))[:50_000])
+    (tmp_path / "dest").mkdir()
+    with open(tmp_path / "cut.tar", "rb") as f, pytest.raises(CtrError, match="corrupt or truncated: the data of 'f'"):
+        extract_layer(f, tmp_path / "dest")
+    assert layer_threads() == []
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_blob_only_the_hash_can_tell_is_not_published(store: ImageStore, compress: bool) -> None:
+    """A change past the end-of-archive block unpacks like the original: the digest, computed
+    beside the unpack (a thread), refuses to publish it."""
+    plain = make_tar(("f", tarfile.REGTYPE, b"x" * 100_000))
+    image = store.create("plain:1", [gzip.compress(plain, mtime=0) if compress else plain])
+    tampered = plain[:-1] + b"\x01"
+    store.blob_path(image.layer_digests[0]).write_bytes(gzip.compress(tampered, mtime=0) if compress else tampered)
+    with pytest.raises(CtrError, match="is corrupt: its content has digest"):
+        store.layer_paths(image)
+    assert layer_dirs(store) == [".lock"] and layer_threads() == []
+
+
+def test_blob_rewritten_while_unpacked_is_refused(store: ImageStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unpacking and hashing read the blob file apart: rewriting it in place between them is caught."""
+    data = make_tar(("a", tarfile.REGTYPE, b"1"), ("b", tarfile.REGTYPE, b"2"))
+    image = store.create("plain:1", [data])
+    blob = store.blob_path(image.layer_digests[0])
+    copy_range = images._copy_range
+
+    def rewrite_then_copy(*args: int) -> int:
+        time.sleep(0.05)  # past the clock tick of the first look, where file times are coarse
+        fd = os.open(blob, os.O_WRONLY)
+        os.pwrite(fd, data[:512], 0)  # the same bytes: only the file's times tell
+        os.close(fd)
+        return copy_range(*args)
+
+    monkeypatch.setattr(images, "_copy_range", rewrite_then_copy)
+    with pytest.raises(CtrError, match="changed while it was unpacked"):
+        store.layer_paths(image)
+    assert layer_dirs(store) == [".lock"] and layer_threads() == []
+
+
+def test_broken_gzip_layer_leaves_nothing(store: ImageStore) -> None:
+    """The read-ahead thread's error reaches the unpack as one clear error (not an EOFError,
+    which click would even take for a ^D), and the unpack removes its temp dir."""
+    image = store.create("zipped:1", [gzip.compress(make_tar(("f", tarfile.REGTYPE, os.urandom(300_000))))])
+    blob = store.blob_path(image.layer_digests[0])
+    blob.write_bytes(blob.read_bytes()[:-1000])
+    with pytest.raises(CtrError, match=r"is corrupt or truncated: compressed file ended"):
+        store.layer_paths(image)
+    assert layer_dirs(store) == [".lock"] and layer_threads() == []
+
+
+def test_garbled_gzip_and_truncated_plain_layers_are_one_clear_error(store: ImageStore) -> None:
+    zipped = store.create("garbled:1", [gzip.compress(make_tar(("f", tarfile.REGTYPE, os.urandom(300_000))))])
+    blob = store.blob_path(zipped.layer_digests[0])
+    data = bytearray(blob.read_bytes())
+    data[100:200] = bytes(100)  # inside the deflate stream
+    blob.write_bytes(bytes(data))
+    with pytest.raises(CtrError, match="is corrupt|is not a tar archive: zlib error"):  # where the damage falls
+        store.layer_paths(zipped)
+    plain = store.create("cut:1", [make_tar(("f", tarfile.REGTYPE, os.urandom(300_000)))])
+    blob = store.blob_path(plain.layer_digests[0])
+    blob.write_bytes(blob.read_bytes()[:100_000])
+    with pytest.raises(CtrError, match="is corrupt or truncated"):
+        store.layer_paths(plain)
+    assert layer_dirs(store) == [".lock"] and layer_threads() == []
+
+
+def test_refused_gzip_layer_stops_the_read_ahead(store: ImageStore, dirs: tuple[Path, Path]) -> None:
+    """A refusal early in a long compressed layer does not wait for the rest of it."""
+    dest, outside = dirs
+    with tarfile.open(dest / "evil.tar.gz", "w:gz", compresslevel=1) as tar, open("/dev/zero", "rb") as zero:
+        for name, type_, size in [("link", tarfile.SYMTYPE, 0), ("link/pwned", tarfile.REGTYPE, 0),
+                                  ("zeros", tarfile.REGTYPE, 24 << 20)]:  # more than the read-ahead holds
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.size, ti.linkname = type_, size, str(outside)
+            tar.addfile(ti, zero)  # from a file, not in memory: a later test measures this process's peak RSS
+    image = store.create("evil:1", [dest / "evil.tar.gz"])
+    with pytest.raises(CtrError, match="goes through the symlink 'link'"):
+        store.layer_paths(image)
+    assert layer_dirs(store) == [".lock"] and layer_threads() == [] and tree(outside) == ["secret"]
 
 
 def test_create_tag_list_remove(store: ImageStore) -> None:
