@@ -6,7 +6,7 @@ Measured on this machine in one sitting, standard library only:
   1. latency of `ctr --backend B run --rm busybox true` for native, lxc and docker,
      beside references on the same image: unshare+chroot (the kernel's floor),
      `runc run`, `lxc-execute` and `docker run`, and the floor of any Python CLI
-     (the interpreter's start, and that plus `import click`);
+     (the interpreter's start, that plus `import click`, and plus the docker SDK);
   2. ratios of those medians (the layer's own overhead);
   3. memory of the process that keeps one detached container (native monitor,
      containerd-shim, LXC's monitor);
@@ -70,6 +70,7 @@ LATENCY = [
     # ctr is a Python program with a click CLI: these two are the floor under every ctr row.
     ("python start", {"native", "lxc", "docker", "refs"}),
     ("python + import click", {"native", "lxc", "docker", "refs"}),
+    ("python + import click, docker", {"docker", "refs"}),  # and the docker backend's SDK
 ]
 IMAGE_COMMANDS = ("import", "tar -x", "import + create")
 # (ratio label, numerator, denominator): medians of section 1.
@@ -447,6 +448,7 @@ def latency_commands(b: Bench) -> tuple[list[Command], dict[str, dict]]:
         "python start": lambda: Command("python start", lambda i: [sys.executable, "-c", "pass"]),
         "python + import click": lambda: Command("python + import click",
                                                  lambda i: [sys.executable, "-c", "import click"]),
+        "python + import click, docker": lambda: python_imports(b, "click", "docker"),
     }
     commands, skipped = [], {}
     for label, tags in LATENCY:
@@ -468,6 +470,15 @@ def ctr_run_rm(b: Bench, backend: str) -> Command:
         # The first run builds the image; do it now so the references have their rootfs.
         b.sh(argv, timeout=120)
     return Command(f"ctr {backend}", lambda i: argv)
+
+
+def python_imports(b: Bench, *modules: str) -> Command:
+    label = f"python + import {', '.join(modules)}"
+    try:
+        b.sh([sys.executable, "-c", f"import {', '.join(modules)}"])
+    except NotAvailable as exc:
+        raise NotAvailable(f"cannot import {', '.join(modules)} here: {exc}") from None
+    return Command(label, lambda i: [sys.executable, "-c", f"import {', '.join(modules)}"])
 
 
 def unshare_chroot(b: Bench) -> Command:

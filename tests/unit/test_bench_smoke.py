@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the benchmark runs co
 
 SECTIONS = {"machine", "latency", "ratios", "monitor", "scale", "image", "help", "targets"}
 LATENCY = {"ctr native", "ctr lxc", "ctr docker", "unshare+chroot", "runc run", "lxc-execute", "docker run",
-           "python start", "python + import click"}
+           "python start", "python + import click", "python + import click, docker"}
 MACHINE = {"cpu", "cores", "kernel", "cgroup", "python", "runc", "lxc", "docker engine"}
 
 
