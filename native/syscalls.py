@@ -47,6 +47,12 @@ AF_INET = 2
 SOCK_DGRAM = 2
 SOCK_CLOEXEC = 0o2000000
 
+# sys/inotify.h
+IN_MODIFY = 0x2
+IN_CLOSE_WRITE = 0x8
+IN_NONBLOCK = 0o4000
+IN_CLOEXEC = 0o2000000
+
 # sys/prctl.h
 PR_SET_PDEATHSIG = 1
 PR_SET_KEEPCAPS = 8
@@ -133,6 +139,17 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         effective >> 32, permitted >> 32, inheritable >> 32,
     )
     _check(_libc.syscall(_SYS_capset, header, data), "capset")
+
+
+def inotify_watch(path: str | bytes, mask: int) -> int:
+    """A non-blocking, close-on-exec inotify fd watching `path` for `mask`."""
+    fd = _check(_libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC), "inotify_init1", str(path))
+    try:
+        _check(_libc.inotify_add_watch(fd, os.fsencode(path), mask), "inotify_add_watch", str(path))
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def pidfd_open(pid: int) -> int:
