@@ -598,8 +598,6 @@ class LxcBackend(KeptBackend):
     def exec(self, name: str, spec: ExecSpec) -> int:
         """liblxc attaches (namespaces, cgroup); ctr's payload becomes the process as the
         native backend's exec does: user resolved in the container, its capabilities, env, cwd."""
-        from ctr.native import tty
-
         from .native import SignalForwarder, exec_identity
 
         if spec.tty and spec.stdin and not os.isatty(0):
@@ -608,13 +606,7 @@ class LxcBackend(KeptBackend):
         identity = exec_identity(record, spec)
         with SignalForwarder() as forwarder:
             pid, master = _attach(self._lxc(name), name, identity, self.lxcpath / name / "lxc.log")
-            forwarder.attach(pid)
-            if master is not None:
-                try:
-                    tty.relay(master, forward_stdin=spec.stdin)
-                finally:
-                    os.close(master)
-            _, status = os.waitpid(pid, 0)
+            status = forwarder.follow(pid, master, spec.stdin)
         return exit_status(status)
 
     def pause(self, name: str) -> None:

@@ -43,6 +43,7 @@ def _prime_attach() -> None:
 
 
 def _terminal_size() -> bytes | None:
+    """ctr's terminal size (struct winsize), from stdin or else stdout."""
     from ctr.native import tty
 
     return tty.winsize(0) or tty.winsize(1)
@@ -174,15 +175,7 @@ class NativeBackend(KeptBackend):
             try:
                 winsize = _terminal_size() if spec.tty else None
                 cgroup, started = self._launch(record, winsize=winsize)
-                forwarder.attach(started.pid)
-                if started.master_fd is not None:
-                    from ctr.native import tty
-
-                    try:
-                        tty.relay(started.master_fd, forward_stdin=spec.stdin)
-                    finally:
-                        os.close(started.master_fd)
-                _, status = os.waitpid(started.pid, 0)
+                status = forwarder.follow(started.pid, started.master_fd, spec.stdin)
                 record.exit_code = exit_status(status)
                 record.oom_killed = cgroup.oom_killed()
                 record.status, record.finished, record.pid = "exited", time.time(), None
@@ -361,7 +354,6 @@ class NativeBackend(KeptBackend):
     # ---- inside a running container ------------------------------------------------
 
     def exec(self, name: str, spec: ExecSpec) -> int:
-        from ctr.native import tty
         from ctr.native.process import ExecPlan, enter
 
         if spec.tty and spec.stdin and not os.isatty(0):
@@ -373,13 +365,7 @@ class NativeBackend(KeptBackend):
         with SignalForwarder() as forwarder:
             started = enter(ExecPlan(identity, record.pid), cgroup.add)
             _stop_priming()
-            forwarder.attach(started.pid)
-            if started.master_fd is not None:
-                try:
-                    tty.relay(started.master_fd, forward_stdin=spec.stdin)
-                finally:
-                    os.close(started.master_fd)
-            _, status = os.waitpid(started.pid, 0)
+            status = forwarder.follow(started.pid, started.master_fd, spec.stdin)
         return exit_status(status)
 
     def pause(self, name: str) -> None:
@@ -415,7 +401,7 @@ class NativeBackend(KeptBackend):
 def exec_identity(record: Record, spec: ExecSpec):
     """Who an exec runs as: the container's env, cwd, user and capabilities, with the
     exec's own -e/-w/-u on top. Shared by native and lxc, whose exec ends the same way."""
-    from ctr.native import caps, tty
+    from ctr.native import caps
     from ctr.native.process import Identity
 
     from .base import merge_env
@@ -429,7 +415,7 @@ def exec_identity(record: Record, spec: ExecSpec):
         caps_mask=caps.mask(ContainerSpec.from_dict(record.spec).capabilities()),
         tty=spec.tty,
         stdin=spec.stdin,
-        winsize=(tty.winsize(0) or tty.winsize(1)) if spec.tty else None,
+        winsize=_terminal_size() if spec.tty else None,
     )
 
 
@@ -451,6 +437,21 @@ class SignalForwarder:
     def __exit__(self, *exc) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+    def follow(self, pid: int, master_fd: int | None, forward_stdin: bool) -> int:
+        """The foreground process `pid`, ours to reap: signals go to it from now on, its
+        terminal (`master_fd`, closed here) is relayed while it has one, and its wait
+        status is returned once it has ended."""
+        self.attach(pid)
+        if master_fd is not None:
+            from ctr.native import tty
+
+            try:
+                tty.relay(master_fd, forward_stdin=forward_stdin)
+            finally:
+                os.close(master_fd)
+        _, status = os.waitpid(pid, 0)
+        return status
 
     def _handle(self, signum: int, _frame) -> None:
         if self.pid is None:
