@@ -239,11 +239,11 @@ def read_lxc(text: str, origin: str = "") -> Conversion:
     keep, drop = take("lxc.cap.keep"), take("lxc.cap.drop")
     if keep is not None:
         names = [] if keep.strip() == "none" else keep.split()
-        spec["cap_add"], spec["cap_drop"] = _caps_from_set(_lxc_caps(conv, "lxc.cap.keep", names))
+        spec["cap_add"], spec["cap_drop"] = _caps_from_set(_caps(conv, "lxc.cap.keep", names))
         if drop is not None:
             conv.warn(f"lxc.cap.drop = {drop}", "lxc.cap.keep is given too, and liblxc refuses both; the keep list is used")
     elif drop is not None:
-        spec["cap_add"], spec["cap_drop"] = ["ALL"], _lxc_caps(conv, "lxc.cap.drop", drop.split())
+        spec["cap_add"], spec["cap_drop"] = ["ALL"], _caps(conv, "lxc.cap.drop", drop.split())
     else:
         spec["cap_add"] = ["ALL"]  # liblxc keeps every capability unless told otherwise
     net_type = take("lxc.net.0.type")
@@ -283,7 +283,8 @@ def _lxc_reason(key: str) -> str:
     return "no equivalent in a ctr spec"
 
 
-def _lxc_caps(conv: Conversion, key: str, names: list[str]) -> list[str]:
+def _caps(conv: Conversion, key: str, names: list[str]) -> list[str]:
+    """The capabilities among `names` (any source's spelling); the rest become warnings."""
     out = []
     for name in names:
         try:
@@ -509,8 +510,8 @@ def docker_to_spec(doc: dict, volumes_as_binds: bool = True) -> Conversion:
     pids = get(host, "HostConfig", "PidsLimit")
     spec["pids_limit"] = pids if pids not in (None, 0) else None
     spec["read_only"] = bool(get(host, "HostConfig", "ReadonlyRootfs"))
-    spec["cap_add"] = _docker_caps(conv, "HostConfig.CapAdd", get(host, "HostConfig", "CapAdd") or [])
-    spec["cap_drop"] = _docker_caps(conv, "HostConfig.CapDrop", get(host, "HostConfig", "CapDrop") or [])
+    spec["cap_add"] = _caps(conv, "HostConfig.CapAdd", get(host, "HostConfig", "CapAdd") or [])
+    spec["cap_drop"] = _caps(conv, "HostConfig.CapDrop", get(host, "HostConfig", "CapDrop") or [])
     mode = get(host, "HostConfig", "NetworkMode") or "default"
     if mode in ("none", "host", "bridge"):
         spec["network"] = mode
@@ -558,16 +559,6 @@ def _docker_default(path: str, value: Any) -> bool:
     if isinstance(default, tuple):
         return value in default
     return value == default
-
-
-def _docker_caps(conv: Conversion, key: str, names: list[str]) -> list[str]:
-    out = []
-    for name in names:
-        try:
-            out.append(parse_capability(name))
-        except InvalidSpec:
-            conv.warn(f"{key} {name}", "not a capability ctr knows")
-    return out
 
 
 def _docker_mounts(conv: Conversion, doc: dict, host: dict, volumes_as_binds: bool) -> None:
@@ -728,7 +719,7 @@ def read_oci(text: str, origin: str = "") -> Conversion:
     caps = process.pop("capabilities", None)
     if caps is not None:
         bounding = caps.get("bounding") or caps.get("effective") or []
-        spec["cap_add"], spec["cap_drop"] = _caps_from_set(_docker_caps(conv, "process.capabilities", bounding))
+        spec["cap_add"], spec["cap_drop"] = _caps_from_set(_caps(conv, "process.capabilities", bounding))
         for k in ("effective", "permitted", "inheritable", "ambient"):
             if caps.get(k) and sorted(caps[k]) != sorted(bounding) and k != "inheritable":
                 conv.warn(f"process.capabilities.{k}", "ctr gives one set as bounding, effective and permitted alike")
