@@ -598,6 +598,37 @@ def _plain_file(fileobj: IO[bytes]) -> int | None:
     return None
 
 
+def _write_hashed(src: IO[bytes], directory: Path, *, what: str, size: int | None = None,
+                  limit: int | None = None) -> tuple[str, str, int]:
+    """Copy `src` into a new temp file in `directory` (mode 0644, fsync'd), hashing it as it
+    goes; returns (temp path, digest, length), the caller placing or removing the file.
+    `limit` caps what is read; `size` is the exact length expected, a longer stream refused
+    as soon as it shows. On any error the temp file is gone."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        h, n = hashlib.sha256(), 0
+        with os.fdopen(fd, "wb") as f:
+            while chunk := src.read(_CHUNK):
+                n += len(chunk)
+                if limit is not None and n > limit:
+                    raise CtrError(f"{what} is larger than {limit} bytes: refused")
+                if size is not None and n > size:
+                    raise CtrError(f"{what} is longer than the {size} bytes its descriptor says")
+                h.update(chunk)
+                f.write(chunk)
+            f.flush()
+            os.fchmod(f.fileno(), 0o644)
+            os.fsync(f.fileno())
+        if size is not None and n != size:
+            raise CtrError(f"{what} is truncated: {n} of {size} bytes")
+        return tmp, "sha256:" + h.hexdigest(), n
+    except BaseException:
+        _unlink_quiet(tmp)
+        raise
+
+
 class _Worker:
     """A daemon thread running self._work() beside the caller: its error kept for the
     caller to raise, its end (self.done) and progress announced under self._cond.
@@ -1362,20 +1393,8 @@ class ImageStore:
 
         Returns (digest, size). With `expected`, a mismatch raises and stores nothing.
         """
-        import tempfile
-
-        fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=".tmp-")
+        tmp, digest, size = _write_hashed(src, self.blobs, what="blob")
         try:
-            h, size = hashlib.sha256(), 0
-            with os.fdopen(fd, "wb") as f:
-                while chunk := src.read(_CHUNK):
-                    h.update(chunk)
-                    size += len(chunk)
-                    f.write(chunk)
-                f.flush()
-                os.fchmod(f.fileno(), 0o644)
-                os.fsync(f.fileno())
-            digest = "sha256:" + h.hexdigest()
             if expected is not None and digest != expected:
                 raise CtrError(f"blob written to {self.blobs} has digest {digest}, expected {expected}")
             final = self.blob_path(digest)
@@ -1618,26 +1637,8 @@ class Ingest:
         With `expected` (and `size`), a different digest (or length) is refused and
         nothing is kept. `limit` caps what is read (manifests and configs).
         """
-        import tempfile
-
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
+        tmp, digest, n = _write_hashed(src, self.dir, what=what, size=size, limit=limit)
         try:
-            h, n = hashlib.sha256(), 0
-            with os.fdopen(fd, "wb") as f:
-                while chunk := src.read(_CHUNK):
-                    n += len(chunk)
-                    if limit is not None and n > limit:
-                        raise CtrError(f"{what} is larger than {limit} bytes: refused")
-                    if size is not None and n > size:
-                        raise CtrError(f"{what} is longer than the {size} bytes its descriptor says")
-                    h.update(chunk)
-                    f.write(chunk)
-                f.flush()
-                os.fchmod(f.fileno(), 0o644)
-                os.fsync(f.fileno())
-            digest = "sha256:" + h.hexdigest()
-            if size is not None and n != size:
-                raise CtrError(f"{what} is truncated: {n} of {size} bytes")
             if expected is not None and digest != expected:
                 raise CtrError(f"{what} does not match its digest {expected}: the content has {digest}")
             os.replace(tmp, self.dir / _hex(digest))
@@ -1653,7 +1654,6 @@ class Ingest:
         thread hashes what has landed in the staged copy, so the digest is that
         of the bytes kept even if `path` changes meanwhile.
         """
-        import hashlib
         import tempfile
 
         with open(path, "rb") as src:
