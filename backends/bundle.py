@@ -27,7 +27,6 @@ the container; write_bundle() and read_bundle() make and read it.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
 import stat
@@ -552,26 +551,20 @@ class BundleInfo:
         return info
 
 
+LAYER_PURPOSE = b"ctr bundle layer v1"
+
+
 def layer_mac(paths, digest: str) -> str:
     """root's mark on a writable layer it exported, so that its device nodes are accepted back."""
-    from .image_import import _export_key
+    from .image_import import root_mark
 
-    key = _export_key(paths, create=True)
-    if key is None:
-        return ""
-    return hmac.new(key, b"ctr bundle layer v1\0" + digest.encode(), hashlib.sha256).hexdigest()
+    return root_mark(paths, LAYER_PURPOSE, digest)
 
 
 def layer_trusted(paths, digest: str, mac: object) -> bool:
-    from .image_import import _export_key
+    from .image_import import has_root_mark
 
-    if not isinstance(mac, str) or not mac:
-        return False
-    key = _export_key(paths, create=False)
-    if key is None:
-        return False
-    expected = hmac.new(key, b"ctr bundle layer v1\0" + digest.encode(), hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, mac)
+    return has_root_mark(paths, LAYER_PURPOSE, digest, mac)
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -251,6 +251,9 @@ def _expand(text: str, i: int, env: dict[str, str], change: str) -> tuple[str, i
 KEY_FILE = "export.key"
 
 
+EXPORT_PURPOSE = b"ctr export v1"
+
+
 def _export_key(paths: Paths, create: bool) -> bytes | None:
     """The root-only key that marks ctr's own exports, or None (not root, or no key yet)."""
     if os.geteuid() != 0:
@@ -287,23 +290,34 @@ def _export_key(paths: Paths, create: bool) -> bytes | None:
     return key
 
 
-def export_mac(paths: Paths, config_digest: str) -> str:
-    """The mark root's exports carry; '' when not root."""
+def root_mark(paths: Paths, purpose: bytes, digest: str) -> str:
+    """root's mark on `digest` for `purpose` (HMAC with the export key, made on first use);
+    '' when not root. The purpose keeps a mark for one use from passing for another."""
     key = _export_key(paths, create=True)
     if key is None:
         return ""
-    return hmac.new(key, b"ctr export v1\0" + config_digest.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(key, purpose + b"\0" + digest.encode(), hashlib.sha256).hexdigest()
 
 
-def export_is_trusted(paths: Paths, config_digest: str, mac: object) -> bool:
-    """Whether `mac` proves the image with this config was exported by root from this state root."""
-    if not isinstance(mac, str) or not mac:
+def has_root_mark(paths: Paths, purpose: bytes, digest: str, mark: object) -> bool:
+    """Whether `mark` is root's mark on `digest` for `purpose`, from this state root."""
+    if not isinstance(mark, str) or not mark:
         return False
     key = _export_key(paths, create=False)
     if key is None:
         return False
-    expected = hmac.new(key, b"ctr export v1\0" + config_digest.encode(), hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, mac)
+    expected = hmac.new(key, purpose + b"\0" + digest.encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, mark)
+
+
+def export_mac(paths: Paths, config_digest: str) -> str:
+    """The mark root's exports carry; '' when not root."""
+    return root_mark(paths, EXPORT_PURPOSE, config_digest)
+
+
+def export_is_trusted(paths: Paths, config_digest: str, mac: object) -> bool:
+    """Whether `mac` proves the image with this config was exported by root from this state root."""
+    return has_root_mark(paths, EXPORT_PURPOSE, config_digest, mac)
 
 
 # --- reading archives: a directory or a tar, with random access -----------------------------
