@@ -754,8 +754,7 @@ def export_image(store: ImageStore, ref: str, dest: str, fmt: str = "oci") -> Im
 
     The file appears complete or not at all: written beside `dest`, then renamed.
     """
-    import sys
-    import tempfile
+    from .output import write_output
 
     if fmt not in EXPORT_FORMATS:
         raise InvalidSpec(f"unknown export format {fmt!r}: use {' or '.join(EXPORT_FORMATS)}")
@@ -769,31 +768,7 @@ def export_image(store: ImageStore, ref: str, dest: str, fmt: str = "oci") -> Im
         else:
             store.export_docker_archive(image, out, extra={MAC_MANIFEST_KEY: mac} if mac else None)
 
-    if dest == "-":
-        if sys.stdout.isatty():
-            raise InvalidSpec("refusing to write an image archive to a terminal: use -o FILE or a pipe")
-        write(sys.stdout.buffer)
-        sys.stdout.buffer.flush()
-        return image
-    target = Path(dest)
-    if target.is_dir():
-        raise InvalidSpec(f"cannot export to {dest}: it is a directory")
-    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)  # type: ignore[arg-type]
-            f.flush()
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(f.fileno(), 0o666 & ~umask)
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_output(dest, write, "an image archive")
     return image
 
 

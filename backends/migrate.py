@@ -39,7 +39,6 @@ import json
 import os
 import secrets
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -54,6 +53,7 @@ from .base import Backend, merge_env
 from .bundle import (Bundle, BundleInfo, LayerInfo, layer_mac, layer_names, layer_trusted, tree_digest, unpack_layer,
                      walk, write_bundle, write_layer)
 from .images import MEDIA_LAYER, Image, ImageStore, _hex, normalize_ref, split_ref
+from .output import write_output
 from .paths import Paths
 from .records import Record, RecordStore
 
@@ -319,35 +319,8 @@ def export_container(paths: Paths, name: str, dest: str, *, include_image: bool 
                        "exit_code": record.exit_code},
             created=_now(),
         )
-        _write_output(dest, lambda out: write_bundle(out, info, layer_file, image_tar))
+        write_output(dest, lambda out: write_bundle(out, info, layer_file, image_tar), "a bundle")
         return info
-
-
-def _write_output(dest: str, write: Callable[[IO[bytes]], None]) -> None:
-    """To stdout, or to a temp file beside `dest` renamed into place once complete."""
-    if dest == "-":
-        if sys.stdout.isatty():
-            raise InvalidSpec("refusing to write a bundle to a terminal: use -o FILE or a pipe")
-        write(sys.stdout.buffer)
-        sys.stdout.buffer.flush()
-        return
-    target = Path(dest)
-    if target.is_dir():
-        raise InvalidSpec(f"cannot export to {dest}: it is a directory")
-    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(f.fileno(), 0o666 & ~umask)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _bundle_image(store: ImageStore, bundle: Bundle, use_image: bool) -> str:

@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 from ctr.errors import Conflict, CtrError, NotFound
 from ctr.spec import validate_name
@@ -52,14 +52,16 @@ class Record:
         return self.id[:12]
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """JSON to a temp file in the same directory, fsync'd, then renamed over the target."""
+@contextmanager
+def replaced_atomically(path: Path, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """A new file beside `path` (`mode` under the umask), fsync'd and renamed over `path`
+    when the block ends; removed if it raises. Readers see the old file or the new, whole."""
     # (Not tempfile: importing it costs more than a container start should spend here.)
     tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
+        with os.fdopen(fd, "wb") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -69,6 +71,12 @@ def write_json_atomic(path: Path, data: dict) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """JSON, written with replaced_atomically."""
+    with replaced_atomically(path) as f:
+        f.write(json.dumps(data, indent=1, sort_keys=True).encode())
 
 
 class RecordStore:
