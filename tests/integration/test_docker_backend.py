@@ -22,7 +22,7 @@ import subprocess
 import tarfile
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -51,8 +51,11 @@ def name(engine, ctr):
     value = f"ctr-test-{secrets.token_hex(4)}"
     yield value
     ctr("rm", "-f", value)
-    for c in engine.containers.list(all=True, filters={"label": f"ctr.name={value}"}):
-        c.remove(force=True)
+    from docker.errors import NotFound
+
+    for c in engine.containers.list(all=True, filters={"label": f"ctr.name={value}"}, ignore_removed=True):
+        with suppress(NotFound):  # removed by the engine meanwhile (--rm)
+            c.remove(force=True)
 
 
 @pytest.fixture
@@ -67,7 +70,10 @@ def dctr(ctr, backend):
 
 
 def leftovers(engine, name: str) -> list[str]:
-    return [c.name for c in engine.containers.list(all=True, filters={"label": f"ctr.name={name}"})]
+    # ignore_removed: the SDK lists ids, then inspects each; one the engine removes in
+    # between (--rm) is gone, not an error.
+    return [c.name for c in engine.containers.list(all=True, filters={"label": f"ctr.name={name}"},
+                                                   ignore_removed=True)]
 
 
 @contextmanager
