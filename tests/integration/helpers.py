@@ -35,9 +35,17 @@ def cgroup_dir(pid: int, controller: str) -> Path:
 
 
 def children(pid: int) -> list[int]:
+    """pid's children, over all its threads; a thread or the process may end during the walk."""
     out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        out += [int(p) for p in (task / "children").read_text().split()]
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return out
+    for task in tasks:
+        try:
+            out += [int(p) for p in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # that thread ended between the listing and the read
     return out
 
 
