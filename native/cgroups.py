@@ -100,6 +100,20 @@ def _read(path: Path) -> str:
         return f.read()
 
 
+# A cgroup removed under us: ENOENT at open, ENODEV when it goes between open and read.
+VANISHED = (errno.ENOENT, errno.ENODEV, errno.ESRCH)
+
+
+def _read_present(path: Path) -> str | None:
+    """The file's text, or None when it (or its cgroup) is gone: ordinary, never an error."""
+    try:
+        return _read(path)
+    except OSError as exc:
+        if exc.errno in VANISHED:
+            return None
+        raise
+
+
 def _write(path: Path, value: str) -> None:
     """Write one value as one write(2), as the kernel wants; no O_CREAT, so a missing
     interface file is ENOENT rather than a misleading EACCES from cgroupfs."""
@@ -187,18 +201,16 @@ def _rmdir(path: Path) -> None:
 
 def _read_int(path: Path) -> int | None:
     """An integer file, or None when the file is missing or says "max"."""
-    try:
-        text = _read(path).strip()
-    except FileNotFoundError:
+    text = _read_present(path)
+    if text is None or text.strip() == "max":
         return None
-    return None if text == "max" else int(text)
+    return int(text)
 
 
 def _read_keyed(path: Path, key: str) -> int | None:
     """The value of `key` in a flat-keyed file such as memory.events or cpu.stat."""
-    try:
-        text = _read(path)
-    except FileNotFoundError:
+    text = _read_present(path)
+    if text is None:
         return None
     for line in text.splitlines():
         k, _, v = line.partition(" ")
@@ -350,10 +362,8 @@ class Cgroup(ABC):
         found: set[int] = set()
         for top in self._dirs():
             for dirpath, _, _ in os.walk(top):
-                try:
-                    found.update(int(p) for p in _read(Path(dirpath) / "cgroup.procs").split())
-                except FileNotFoundError:  # removed while we walked
-                    pass
+                # a cgroup the container removed while we walked has no processes left
+                found.update(int(p) for p in (_read_present(Path(dirpath) / "cgroup.procs") or "").split())
         return sorted(found)
 
     def _signal_all(self) -> list[int]:
@@ -495,10 +505,7 @@ class V1Cgroup(Cgroup):
         path = self._path("freezer")
         if path is None:
             return False
-        try:
-            return _read(path / "freezer.state").strip() == "FROZEN"
-        except FileNotFoundError:
-            return False
+        return (_read_present(path / "freezer.state") or "").strip() == "FROZEN"
 
     def _file(self, controller: str, filename: str) -> Path | None:
         d = self._path(controller)
@@ -678,12 +685,9 @@ class V2Cgroup(Cgroup):
 
     def limits(self) -> Limits:
         cpus = None
-        try:
-            quota, _, period = _read(self.path / "cpu.max").strip().partition(" ")
-            if quota != "max":
-                cpus = int(quota) / int(period)
-        except FileNotFoundError:
-            pass
+        quota, _, period = (_read_present(self.path / "cpu.max") or "max").strip().partition(" ")
+        if quota != "max":
+            cpus = int(quota) / int(period)
         return Limits(memory=_read_int(self.path / "memory.max"), cpus=cpus,
                       pids=_read_int(self.path / "pids.max"))
 
