@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import hashlib
 import json
 import math
 import os
@@ -199,12 +200,42 @@ def start_error(exc: BaseException, name: str) -> CtrError:
 
 
 def engine_tag(image_name: str) -> tuple[str, str]:
-    """(repository, tag) under ctr's namespace: 'busybox:latest' -> ('ctr.local/busybox', 'latest')."""
-    name = image_name.split("@", 1)[0]
-    repo, sep, tag = name.rpartition(":")
-    if not sep or "/" in tag:  # no tag, or the colon belonged to a registry's port
-        repo, tag = name, "latest"
-    return f"{ENGINE_NAMESPACE}/{repo.lower()}", tag
+    """(repository, tag) under ctr's namespace, valid for the engine whatever ctr accepted:
+    'busybox:latest' -> ('ctr.local/busybox', 'latest');
+    '127.0.0.1:5000/bb:1' -> ('ctr.local/127.0.0.1__5000/bb', '1');
+    'bb@sha256:HEX' -> ('ctr.local/bb', 'sha256-HEX').
+
+    Under ctr.local/ a registry host is only a path component, and Docker's path components
+    allow neither ':' nor brackets: the port becomes '__' (a host name has no '_', so this
+    cannot collide with another host), an IPv6 host 'ip6-' and its groups joined by '-'.
+    A digest becomes the tag, so two digests of one name never share an engine tag.
+    """
+    from .images import split_ref
+
+    name, tag, digest = split_ref(image_name)
+    first, slash, rest = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost" or first.lower() != first):
+        name = f"{_engine_component(first)}/{rest}"
+    if digest:
+        tag = digest.replace(":", "-")
+    repo = f"{ENGINE_NAMESPACE}/{name.lower()}"
+    if len(repo) > ENGINE_NAME_MAX:  # Docker's limit on a repository name
+        repo = f"{ENGINE_NAMESPACE}/long-{hashlib.sha256(name.encode()).hexdigest()[:32]}"
+    return repo, tag or "latest"
+
+
+ENGINE_NAME_MAX = 255
+
+
+def _engine_component(domain: str) -> str:
+    """A registry host[:port] as one valid path component: '[::1]:5000' -> 'ip6---1__5000'."""
+    host, port = domain, ""
+    if domain.startswith("["):
+        end = domain.index("]")
+        host, port = "ip6-" + domain[1:end].replace(":", "-"), domain[end + 2 :]
+    elif ":" in domain:
+        host, _, port = domain.partition(":")
+    return host.lower() + (f"__{port}" if port else "")
 
 
 def retag_archive(src: BinaryIO, dst: BinaryIO, ref: str) -> None:

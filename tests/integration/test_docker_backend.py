@@ -738,7 +738,7 @@ def test_engine_tag():
     from ctr.backends.docker import engine_tag
 
     assert engine_tag("busybox:latest") == ("ctr.local/busybox", "latest")
-    assert engine_tag("localhost:5000/app") == ("ctr.local/localhost:5000/app", "latest")
+    assert engine_tag("localhost:5000/app") == ("ctr.local/localhost__5000/app", "latest")
     assert engine_tag("quay.io/x/y:1.2") == ("ctr.local/quay.io/x/y", "1.2")
 
 

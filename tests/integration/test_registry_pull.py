@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import backends_param
 from .test_images_cli import ok, run_ctr
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs containers on the native backend (root)")
@@ -209,3 +210,37 @@ def test_skopeo_and_umoci_read_the_oci_export(ctr_root: Path, tmp_path: Path) ->
 def test_registry_scripts_are_idempotent(registry: str) -> None:
     r = subprocess.run([str(SCRIPTS / "start-registry.sh")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "already answers" in r.stdout
+
+
+@pytest.fixture(scope="session")
+def pushed_nested(registry: str, ctr_root: Path) -> tuple[str, str]:
+    """ctr's busybox pushed under a nested path; (name without the registry, manifest digest)."""
+    path = f"ctr-test-{RUN_ID}/nested/bb"
+    ref = f"{registry}/{path}:1"
+    ok(run_ctr(ctr_root, "image", "tag", "busybox", ref))
+    digest = ok(run_ctr(ctr_root, "image", "push", ref)).stdout.strip().rsplit(": ", 1)[1]
+    ok(run_ctr(ctr_root, "image", "rm", ref))
+    return path, digest
+
+
+@backends_param()
+@pytest.mark.parametrize("form", ["ip-port-tag", "localhost-port-tag", "ip-port-digest"])
+def test_image_pulled_from_loopback_registry_runs_on_every_backend(backend, form, pushed_nested, registry,
+                                                                   engine, tmp_path) -> None:
+    """Issue 13: a reference with a registry host:port (an IPv4 or localhost), a nested path
+    and a tag or digest runs on every backend; on docker ctr's engine name must be a valid
+    Docker reference (ctr.local/127.0.0.1:5000/... is not)."""
+    from ctr.backends.docker import engine_tag
+
+    path, digest = pushed_nested
+    port = registry.rsplit(":", 1)[1]
+    ref = {"ip-port-tag": f"127.0.0.1:{port}/{path}:1",
+           "localhost-port-tag": f"localhost:{port}/{path}:1",
+           "ip-port-digest": f"127.0.0.1:{port}/{path}@{digest}"}[form]
+    root = tmp_path / "root"
+    ok(run_ctr(root, "image", "pull", ref))
+    if backend.name == "docker":
+        repo, tag = engine_tag(ref)
+        engine.append(f"{repo}:{tag}")  # loaded into the engine by the run below; removed at the end
+    r = run_ctr(root, "--backend", backend.name, "run", "--rm", ref, "echo", "hi")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "hi\n", "")
