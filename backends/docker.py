@@ -45,6 +45,7 @@ from ctr.errors import (
     NotFound,
     Unsupported,
 )
+from ctr.native.threads import start_quiet_thread
 from ctr.spec import ContainerSpec
 
 from .base import Backend, BackendInfo, ExecSpec, Process, check_mount_sources, merge_env, resolve_process
@@ -914,7 +915,7 @@ def _with_ticks(entries: Iterator[LogEntry], quiet: float = LOG_TIE_WINDOW) -> I
             q.put(exc)
         q.put(end)
 
-    threading.Thread(target=read, name="ctr-logs", daemon=True).start()
+    start_quiet_thread(threading.Thread(target=read, name="ctr-logs", daemon=True))
     while True:
         try:
             item = q.get(timeout=quiet)
@@ -1181,7 +1182,7 @@ def _in_thread(what: str, fn: Callable[[], Any]) -> None:
         except Exception:
             pass
 
-    threading.Thread(target=call, name=f"ctr-{what}", daemon=True).start()
+    start_quiet_thread(threading.Thread(target=call, name=f"ctr-{what}", daemon=True))
 
 
 def _raw_socket(wrapper: Any) -> socket.socket:
@@ -1212,7 +1213,7 @@ class _Stdio:
             if self.tty and self.stdin and os.isatty(0):
                 self._make_raw(0)
             if pump:
-                pump.start()
+                start_quiet_thread(pump)
             if self.tty:
                 _copy_raw(sock, out)
             else:

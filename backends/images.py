@@ -640,8 +640,10 @@ class _Worker:
         self.done = self.stopped = False
         self.error: BaseException | None = None
         self._cond = threading.Condition()
+        from ctr.native.threads import start_quiet_thread
+
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        start_quiet_thread(self._thread)
 
     def _work(self) -> None:
         raise NotImplementedError

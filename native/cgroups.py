@@ -11,7 +11,6 @@ OSError(errno, strerror, path), and the unit tests put a small fake cgroupfs beh
 
 from __future__ import annotations
 
-import _thread
 import errno
 import os
 import re
@@ -155,7 +154,9 @@ def prime_attach(root: Path = DEFAULT_ROOT) -> None:
         return
     if procs is not None:
         _prime["running"] = True
-        _thread.start_new_thread(_keep_warm, (procs, str(os.getpid())))
+        from .threads import start_quiet
+
+        start_quiet(_keep_warm, procs, str(os.getpid()))
 
 
 def stop_priming() -> None:
