@@ -163,12 +163,27 @@ def test_interrupted_compare_removes_its_containers(ctr, compare_cli, sig, code)
         else:
             pytest.fail("the timing run never started")
         proc.send_signal(sig)
-        assert proc.wait(timeout=60) == code, proc.stderr.read()
+        try:
+            rc = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"compare ignored signal {sig}: its threads wait in {_where(proc.pid)}")
+        assert rc == code, proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert_nothing_left(ctr, prefix)
+
+
+def _where(pid: int) -> dict[str, str]:
+    """Each thread's kernel wait channel and syscall, to tell where a process hangs."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out[task.name] = f"{(task / 'wchan').read_text()} / {(task / 'syscall').read_text().split()[:2]}"
+        except OSError:
+            continue
+    return out
 
 
 # -- the HTML report in a real browser -----------------------------------------------------
