@@ -49,6 +49,8 @@ def probe(name: str) -> "BackendInfo":
     try:
         cls = backend_class(name)
     except ImportError as exc:  # a backend module that cannot even be imported
+        from .base import BackendInfo  # at run time too: the TYPE_CHECKING import is not
+
         return BackendInfo(name, False, f"cannot import its module: {exc}")
     return cls.probe()
 
