@@ -95,13 +95,15 @@ def _progress(backend: str, what: str) -> None:
 
 @contextmanager
 def _signals_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP end a compare as Ctrl-C does: by an exception, so that the
-    containers made so far are removed on the way out instead of left behind."""
+    """SIGINT, SIGTERM and SIGHUP end a compare by an exception, so that the containers
+    made so far are removed on the way out instead of left behind. SIGINT too, explicitly:
+    a process started in the background of a non-interactive shell (a CI job, `cmd &` in
+    a script) inherits it ignored, and Python then leaves it ignored."""
 
     def interrupt(signum: int, _frame) -> None:
         raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:

@@ -148,11 +148,19 @@ def test_tty_is_refused(compare_cli):
     assert r.returncode == 125 and "drop -t and -i" in r.stderr
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 130)])
-def test_interrupted_compare_removes_its_containers(ctr, compare_cli, sig, code):
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("sig, code, start", [
+    (signal.SIGINT, 130, None), (signal.SIGTERM, 130, None),
+    # as a job in the background of a non-interactive shell starts: with SIGINT ignored
+    (signal.SIGINT, 130, _ignore_sigint),
+], ids=["sigint", "sigterm", "sigint-inherited-ignored"])
+def test_interrupted_compare_removes_its_containers(ctr, compare_cli, sig, code, start):
     prefix = _prefix()
     proc = subprocess.Popen([*compare_cli.argv, "--backends", "native", "--name", prefix, "busybox", "sleep", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=start)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # until the timing run's container runs its sleep 60
