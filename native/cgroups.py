@@ -19,9 +19,11 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from ctr.errors import BackendUnavailable, Conflict, CtrError, InvalidSpec, NotFound, Unsupported
+
+from .devices import DEFAULT_ALLOW, DeviceRule, device_policy, v1_writes
 
 DEFAULT_ROOT = Path("/sys/fs/cgroup")
 MOUNTINFO = Path("/proc/self/mountinfo")
@@ -37,21 +39,8 @@ V1_UNLIMITED = 1 << 62
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 
-# Docker's default device rules (moby oci/devices + runc AllowedDevices), in devices.allow syntax.
-# mknod of any device is allowed (the node is useless without rw), reading and writing only these.
-DEFAULT_DEVICE_RULES = (
-    "c *:* m", "b *:* m",
-    "c 1:3 rwm",  # /dev/null
-    "c 1:5 rwm",  # /dev/zero
-    "c 1:7 rwm",  # /dev/full
-    "c 1:8 rwm",  # /dev/random
-    "c 1:9 rwm",  # /dev/urandom
-    "c 5:0 rwm",  # /dev/tty
-    "c 5:1 rwm",  # /dev/console
-    "c 5:2 rwm",  # /dev/ptmx
-    "c 136:* rwm",  # /dev/pts/*
-    "c 10:200 rwm",  # /dev/net/tun
-)
+# Docker's default device rules, in devices.allow syntax (the policy itself: devices.device_policy).
+DEFAULT_DEVICE_RULES = DEFAULT_ALLOW
 
 # Super options of a v1 cgroup mount that are flags, not controllers.
 V1_MOUNT_FLAGS = frozenset({
@@ -198,6 +187,13 @@ def _mkdir(path: Path) -> None:
 
 def _rmdir(path: Path) -> None:
     os.rmdir(path)
+
+
+def _attach_devices(path: Path, rules: Sequence[DeviceRule]) -> None:
+    """cgroup v2: compile `rules` into a BPF device program and attach it to the cgroup."""
+    from . import bpf_devices
+
+    bpf_devices.apply(rules, path)
 
 
 def _read_int(path: Path) -> int | None:
@@ -442,8 +438,9 @@ class CgroupDriver(ABC):
     version: int
 
     @abstractmethod
-    def create(self, name: str, limits: Limits) -> Cgroup:
-        """Make the cgroup and apply `limits`; on any failure remove what was made and raise.
+    def create(self, name: str, limits: Limits, devices: Sequence[DeviceRule] | None = None) -> Cgroup:
+        """Make the cgroup and apply `limits` and the device rules (None: devices.device_policy(),
+        Docker's default); on any failure remove what was made and raise.
 
         Raises Conflict if it exists, Unsupported if a limit cannot be enforced here.
         """
@@ -565,7 +562,7 @@ class CgroupV1(CgroupDriver):
     def _paths(self, name: str) -> dict[str, Path]:
         return {c: h.mountpoint / name for h in self.hierarchies for c in h.controllers}
 
-    def create(self, name: str, limits: Limits) -> V1Cgroup:
+    def create(self, name: str, limits: Limits, devices: Sequence[DeviceRule] | None = None) -> V1Cgroup:
         validate_name(name)
         _check_limits(limits)
         cg = V1Cgroup(name, self._paths(name))
@@ -584,7 +581,7 @@ class CgroupV1(CgroupDriver):
                 except FileExistsError:
                     raise Conflict(f"cgroup {name} already exists: {d}") from None
                 made.append(d)
-            self._setup(cg, limits)
+            self._setup(cg, limits, device_policy() if devices is None else devices)
         except BaseException:
             for d in reversed(made):
                 try:
@@ -594,16 +591,15 @@ class CgroupV1(CgroupDriver):
             raise
         return cg
 
-    def _setup(self, cg: V1Cgroup, limits: Limits) -> None:
+    def _setup(self, cg: V1Cgroup, limits: Limits, devices: Sequence[DeviceRule]) -> None:
         p = cg.paths
         if "cpuset" in p:
             # A new cpuset is empty, and a task cannot join an empty cpuset: inherit the parent's.
             for f in ("cpuset.cpus", "cpuset.mems"):
                 _write(p["cpuset"] / f, _read(p["cpuset"].parent / f).strip())
         if "devices" in p:
-            _write(p["devices"] / "devices.deny", "a")
-            for rule in DEFAULT_DEVICE_RULES:
-                _write(p["devices"] / "devices.allow", rule)
+            for filename, rule in v1_writes(devices):
+                _write(p["devices"] / filename, rule)
         if limits.memory is not None:
             _write(p["memory"] / "memory.limit_in_bytes", str(limits.memory))
         if limits.cpus is not None:
@@ -731,7 +727,7 @@ class CgroupV2(CgroupDriver):
                 if controller in needed:
                     raise
 
-    def create(self, name: str, limits: Limits) -> V2Cgroup:
+    def create(self, name: str, limits: Limits, devices: Sequence[DeviceRule] | None = None) -> V2Cgroup:
         validate_name(name)
         _check_limits(limits)
         path = self.root / name
@@ -758,6 +754,8 @@ class CgroupV2(CgroupDriver):
                 _write(path / "cpu.max", f"{_cpu_quota(limits.cpus)} {CPU_PERIOD_US}")
             if "pids" in needed or (limits.pids == -1 and "pids" in available):
                 _write(path / "pids.max", "max" if limits.pids == -1 else str(limits.pids))
+            # v2 has no devices controller: the policy is a BPF program on the cgroup
+            _attach_devices(path, device_policy() if devices is None else devices)
         except BaseException:
             try:
                 _remove_tree(path)

@@ -284,3 +284,63 @@ def test_v2_limit_without_controller_is_unsupported(v2: CgroupV2, name: str, lim
         v2.create(name, limits)
     assert not (UNIFIED / name).exists()
     assert (UNIFIED / "cgroup.subtree_control").read_text() == before
+
+
+# --- device policy, enforced by the kernel ----------------------------------------------------
+
+OPEN_PROBE = """
+import os, sys
+for path in sys.argv[1:]:
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+        print(path, "ok")
+    except OSError as exc:
+        print(path, exc.errno)
+"""
+
+
+def _nodes(tmp_path: Path) -> list[str]:
+    """A block device node (loop0) and /dev/mem's node, made outside /dev."""
+    blk, mem = tmp_path / "blk", tmp_path / "mem"
+    os.mknod(blk, 0o600 | 0o060000, os.makedev(7, 0))
+    os.mknod(mem, 0o600 | 0o020000, os.makedev(1, 1))
+    return ["/dev/null", str(blk), str(mem)]
+
+
+def _probe_in(cg: cgroups.Cgroup, paths: list[str]) -> dict[str, str]:
+    """Run OPEN_PROBE as a process that joined `cg` before it exec'd; {path: 'ok' or errno}."""
+    proc = subprocess.Popen(["sh", "-c", 'read x; exec "$0" "$@"', sys.executable, "-c", OPEN_PROBE, *paths],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        cg.add(proc.pid)
+        out, _ = proc.communicate("go\n", timeout=10)
+    finally:
+        proc.kill()
+        proc.wait()
+    return dict(line.split() for line in out.splitlines() if line)
+
+
+def test_v2_device_program_is_enforced_and_reads_back(v2: CgroupV2, name: str, tmp_path: Path) -> None:
+    from ctr.native import bpf_devices
+    from ctr.native.devices import device_policy, effective
+
+    paths = _nodes(tmp_path)
+    cg = v2.create(name, Limits())
+    ids = bpf_devices.query(UNIFIED / name)
+    assert len(ids) == 1
+    info = bpf_devices.info(ids[0])
+    assert info.name == bpf_devices.PROG_NAME
+    assert bpf_devices.decode(info.code) == effective(device_policy())
+    assert _probe_in(cg, paths) == {paths[0]: "ok", paths[1]: str(errno.EPERM), paths[2]: str(errno.EPERM)}
+    cg.destroy()
+
+
+def test_v1_devices_list_is_dockers_default(v1: CgroupV1, name: str, tmp_path: Path) -> None:
+    if "devices" not in {c for h in v1.hierarchies for c in h.controllers}:
+        pytest.skip("no v1 devices hierarchy here")
+    paths = _nodes(tmp_path)
+    cg = v1.create(name, Limits())
+    listed = (cg.paths["devices"] / "devices.list").read_text().split("\n")
+    assert "c 1:3 rwm" in listed and "b *:* m" in listed and not any(r.startswith("a") for r in listed)
+    assert _probe_in(cg, paths) == {paths[0]: "ok", paths[1]: str(errno.EPERM), paths[2]: str(errno.EPERM)}
+    cg.destroy()

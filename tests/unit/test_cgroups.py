@@ -41,6 +41,10 @@ V1_CHILD_DEFAULTS = {
 }
 
 
+DOCKER_DEVICES = ("a; c *:* m; b *:* m; c 1:3 rwm; c 1:5 rwm; c 1:7 rwm; c 1:8 rwm; c 1:9 rwm; c 5:0 rwm; "
+                  "c 5:1 rwm; c 5:2 rwm; c 136:* rwm; c 10:200 rwm")
+
+
 def fill(directory: Path, files: dict[str, str]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
@@ -55,6 +59,7 @@ class FakeCgroupfs:
         monkeypatch.setattr(cgroups, "_mkdir", self.mkdir)
         monkeypatch.setattr(cgroups, "_rmdir", self.rmdir)
         monkeypatch.setattr(cgroups, "_write", self.write)
+        monkeypatch.setattr(cgroups, "_attach_devices", self.attach_devices)
 
     def mkdir(self, path: Path) -> None:
         os.mkdir(path)
@@ -98,6 +103,10 @@ class FakeCgroupfs:
         else:
             path.write_text(value + "\n")
 
+    def attach_devices(self, path: Path, rules) -> None:
+        """The BPF device program, logged as the rules it was made from."""
+        self.writes.append((str(path.relative_to(self.base)) + "/<bpf device program>", "; ".join(map(str, rules))))
+
     def written(self, under: str) -> list[tuple[str, str]]:
         return [(p, v) for p, v in self.writes if p.startswith(under)]
 
@@ -126,6 +135,7 @@ def test_v2_create_writes_exact_values(tmp_path: Path, fake: FakeCgroupfs) -> No
         ("cg2/ctr-abc/memory.max", "268435456"),
         ("cg2/ctr-abc/cpu.max", "50000 100000"),
         ("cg2/ctr-abc/pids.max", "100"),
+        ("cg2/ctr-abc/<bpf device program>", DOCKER_DEVICES),
     ]
     assert cg.paths == {"unified": tmp_path / "cg2" / "ctr-abc"}
     assert cg.limits() == Limits(memory=268435456, cpus=0.5, pids=100)
@@ -133,14 +143,16 @@ def test_v2_create_writes_exact_values(tmp_path: Path, fake: FakeCgroupfs) -> No
 
 def test_v2_unlimited_pids_and_fractional_cpus(tmp_path: Path, fake: FakeCgroupfs) -> None:
     CgroupV2(v2_root(tmp_path)).create("ctr-abc", Limits(cpus=1.5, pids=-1))
-    assert fake.written("cg2/ctr-abc") == [("cg2/ctr-abc/cpu.max", "150000 100000"), ("cg2/ctr-abc/pids.max", "max")]
+    assert fake.written("cg2/ctr-abc") == [("cg2/ctr-abc/cpu.max", "150000 100000"), ("cg2/ctr-abc/pids.max", "max"),
+                                           ("cg2/ctr-abc/<bpf device program>", DOCKER_DEVICES)]
 
 
 def test_v2_enables_only_listed_controllers_not_yet_enabled(tmp_path: Path, fake: FakeCgroupfs) -> None:
     root = v2_root(tmp_path, controllers="memory pids io")
     (root / "cgroup.subtree_control").write_text("pids\n")
     CgroupV2(root).create("ctr-abc", Limits())
-    assert fake.writes == [("cg2/cgroup.subtree_control", "+memory")]
+    assert fake.writes == [("cg2/cgroup.subtree_control", "+memory"),
+                           ("cg2/ctr-abc/<bpf device program>", DOCKER_DEVICES)]
 
 
 @pytest.mark.parametrize(
@@ -161,8 +173,37 @@ def test_v2_missing_controller_is_unsupported(tmp_path: Path, fake: FakeCgroupfs
 
 def test_v2_unlimited_pids_needs_no_controller(tmp_path: Path, fake: FakeCgroupfs) -> None:
     cg = CgroupV2(v2_root(tmp_path, controllers="")).create("ctr-abc", Limits(pids=-1))
-    assert fake.writes == []
+    assert fake.writes == [("cg2/ctr-abc/<bpf device program>", DOCKER_DEVICES)]
     assert cg.limits() == Limits()
+
+
+def test_v2_extra_device_rules_follow_the_default(tmp_path: Path, fake: FakeCgroupfs) -> None:
+    from ctr.native.devices import device_policy, parse_rule
+
+    CgroupV2(v2_root(tmp_path)).create("ctr-abc", Limits(), devices=device_policy([parse_rule("b 8:0 rw")]))
+    assert fake.written("cg2/ctr-abc") == [("cg2/ctr-abc/<bpf device program>", DOCKER_DEVICES + "; b 8:0 rw")]
+
+
+def test_v2_device_program_refused_removes_the_cgroup(tmp_path: Path, fake: FakeCgroupfs,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(path: Path, rules) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted", str(path))
+
+    monkeypatch.setattr(cgroups, "_attach_devices", refuse)
+    root = v2_root(tmp_path)
+    with pytest.raises(OSError):
+        CgroupV2(root).create("ctr-abc", Limits())
+    assert not (root / "ctr-abc").exists()
+
+
+def test_v1_extra_device_rules_are_written_after_the_default(tmp_path: Path, fake: FakeCgroupfs) -> None:
+    from ctr.native.devices import device_policy, parse_rule
+
+    root, mountinfo = v1_tree(tmp_path)
+    CgroupV1(root, mountinfo).create("ctr-abc", Limits(), devices=device_policy([parse_rule("b 8:0 rw")]))
+    devices = fake.written("v1/devices/ctr-abc")
+    assert devices[0] == ("v1/devices/ctr-abc/devices.deny", "a")
+    assert devices[-1] == ("v1/devices/ctr-abc/devices.allow", "b 8:0 rw")
 
 
 def test_v2_failed_limit_removes_the_cgroup(tmp_path: Path, fake: FakeCgroupfs) -> None:
