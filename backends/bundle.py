@@ -516,7 +516,7 @@ class BundleInfo:
     spec: dict
     hostname: str
     image: dict  # name, digest, config_digest, included
-    layer: dict  # mediaType, digest, size, tree_digest, mac
+    layer: dict  # mediaType, digest, size, tree_digest
     container: dict = field(default_factory=dict)  # id, created, status, exit_code of the source
     created: str = ""
     version: int = BUNDLE_VERSION
@@ -549,22 +549,6 @@ class BundleInfo:
             if not isinstance(info.layer.get(key), str) or not info.layer[key].startswith("sha256:"):
                 raise CtrError(f"bundle {what}: {BUNDLE_FILE} has no valid layer.{key}")
         return info
-
-
-LAYER_PURPOSE = b"ctr bundle layer v1"
-
-
-def layer_mac(paths, digest: str) -> str:
-    """root's mark on a writable layer it exported, so that its device nodes are accepted back."""
-    from .image_import import root_mark
-
-    return root_mark(paths, LAYER_PURPOSE, digest)
-
-
-def layer_trusted(paths, digest: str, mac: object) -> bool:
-    from .image_import import has_root_mark
-
-    return has_root_mark(paths, LAYER_PURPOSE, digest, mac)
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:

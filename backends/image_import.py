@@ -17,13 +17,12 @@ digest and every layer scanned (images.scan_layer) while it is staged in an
 Ingest beside the store; only a fully checked import is published, so a failed
 one leaves no blob, index entry or directory behind.
 
-Device nodes are refused unless the archive is ctr's own export made by root.
-How that is told: when root exports, ctr adds an HMAC-SHA256 of the image's
-config digest (which, through rootfs.diff_ids, pins every layer's content)
-keyed with 32 random bytes kept in <data root>/export.key, a root-owned 0600
-file created on first use. Import, run by root with the same state root,
-recomputes it; nobody without that key (any non-root user, any other machine)
-can forge it, and a tampered layer fails its diff_id check anyway.
+Device nodes, fifos and hard links in layers are accepted, as Docker accepts
+them (a debootstrap root, a `docker save` of Debian, carry /dev/null and the like);
+what keeps a container from opening a host device through one is the device
+policy every backend puts it under (ctr.native.devices), and /dev inside is
+always the backend's own tmpfs. Entries of the outer archive (a docker save or
+OCI layout tar) are still only files, directories and links.
 
 export writes an OCI layout tar (with a manifest.json beside index.json, so
 `docker load` of Docker 20.10 reads it too) or a docker-archive, to a temp file
@@ -32,8 +31,6 @@ beside the destination that is renamed into place when complete.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import posixpath
@@ -80,8 +77,6 @@ from .paths import Paths
 
 FORMATS = ("rootfs", "docker-archive", "oci")
 EXPORT_FORMATS = ("oci", "docker-archive")
-MAC_ANNOTATION = "local.ctr.export.mac"  # on the index.json entry of an OCI export
-MAC_MANIFEST_KEY = "CtrExportMac"  # in the manifest.json entry (docker load ignores unknown keys)
 CONTAINERD_NAME = "io.containerd.image.name"
 MAX_INDEX_DEPTH = 4
 MAX_LINK_HOPS = 16
@@ -244,80 +239,6 @@ def _expand(text: str, i: int, env: dict[str, str], change: str) -> tuple[str, i
     if not m:
         return "$", i + 1
     return env.get(m.group(0), ""), m.end()
-
-
-# --- trust: recognising ctr's own exports -------------------------------------------------
-
-KEY_FILE = "export.key"
-
-
-EXPORT_PURPOSE = b"ctr export v1"
-
-
-def _export_key(paths: Paths, create: bool) -> bytes | None:
-    """The root-only key that marks ctr's own exports, or None (not root, or no key yet)."""
-    if os.geteuid() != 0:
-        return None
-    path = paths.data / KEY_FILE
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        if not create:
-            return None
-        import tempfile
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tfd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{KEY_FILE}-")  # mode 0600
-        try:
-            os.write(tfd, os.urandom(32))
-            os.fsync(tfd)
-            os.close(tfd)
-            try:
-                os.link(tmp, path)  # never replaces a key another ctr created meanwhile
-            except FileExistsError:
-                pass
-        finally:
-            os.unlink(tmp)
-        return _export_key(paths, create=False)
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o077:
-            raise CtrError(f"{path} must be a regular file owned by root with mode 0600: refusing to use it")
-        key = f.read()
-    if len(key) != 32:
-        raise CtrError(f"{path} is damaged ({len(key)} bytes, expected 32): remove it; exports made with it "
-                       "will then import like anyone's")
-    return key
-
-
-def root_mark(paths: Paths, purpose: bytes, digest: str) -> str:
-    """root's mark on `digest` for `purpose` (HMAC with the export key, made on first use);
-    '' when not root. The purpose keeps a mark for one use from passing for another."""
-    key = _export_key(paths, create=True)
-    if key is None:
-        return ""
-    return hmac.new(key, purpose + b"\0" + digest.encode(), hashlib.sha256).hexdigest()
-
-
-def has_root_mark(paths: Paths, purpose: bytes, digest: str, mark: object) -> bool:
-    """Whether `mark` is root's mark on `digest` for `purpose`, from this state root."""
-    if not isinstance(mark, str) or not mark:
-        return False
-    key = _export_key(paths, create=False)
-    if key is None:
-        return False
-    expected = hmac.new(key, purpose + b"\0" + digest.encode(), hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, mark)
-
-
-def export_mac(paths: Paths, config_digest: str) -> str:
-    """The mark root's exports carry; '' when not root."""
-    return root_mark(paths, EXPORT_PURPOSE, config_digest)
-
-
-def export_is_trusted(paths: Paths, config_digest: str, mac: object) -> bool:
-    """Whether `mac` proves the image with this config was exported by root from this state root."""
-    return has_root_mark(paths, EXPORT_PURPOSE, config_digest, mac)
 
 
 # --- reading archives: a directory or a tar, with random access -----------------------------
@@ -626,7 +547,6 @@ def _import_docker_archive(store: ImageStore, ingest: Ingest, archive: _Archive,
                                          expected=_digest_of_blob_name(config_name))
         config = parse_json(config_bytes, f"archive {what}: config {config_name}")
         diff_ids = check_config(config, len(layers), f"archive {what}: config {config_name}")
-        trusted = export_is_trusted(store.paths, config_digest, entry.get(MAC_MANIFEST_KEY))
         descriptors = []
         for layer_name, diff_id in zip(layers, diff_ids):
             layer_what = f"{layer_name} in {what}"
@@ -635,7 +555,7 @@ def _import_docker_archive(store: ImageStore, ingest: Ingest, archive: _Archive,
             with archive.open(layer_name) as f:
                 digest, size = ingest.add_blob(f, what=f"archive {what}: layer {layer_name}",
                                                expected=_digest_of_blob_name(layer_name))
-            got = ingest.diff_id(digest, what=layer_what, allow_devices=trusted)
+            got = ingest.diff_id(digest, what=layer_what)
             if got != diff_id:
                 raise CtrError(f"archive {what}: layer {layer_name} does not match its diff_id {diff_id} in "
                                f"{config_name}: the content has {got}")
@@ -681,7 +601,6 @@ def _import_oci(store: ImageStore, ingest: Ingest, archive: _Archive, target: st
             raise InvalidSpec(f"archive {what}: an image in index.json carries no name "
                               f"(no {CONTAINERD_NAME} or full {REF_ANNOTATION} annotation): give --name")
         top = choose_platform(group, f"archive {what}") if len(group) > 1 else group[0]
-        mac = (top.get("annotations") or {}).get(MAC_ANNOTATION)
         manifest_desc, media = _resolve_oci(ingest, archive, top, name, 0)
         manifest_what = f"archive {what}: manifest {manifest_desc['digest']}"
         manifest = parse_json(ingest.read(manifest_desc["digest"], what=manifest_what, limit=MANIFEST_LIMIT), manifest_what)
@@ -690,10 +609,9 @@ def _import_oci(store: ImageStore, ingest: Ingest, archive: _Archive, target: st
         config_what = f"archive {what}: config {config_desc['digest']}"
         config = parse_json(ingest.read(config_desc["digest"], what=config_what), config_what)
         diff_ids = check_config(config, len(layers), config_what)
-        trusted = export_is_trusted(store.paths, config_desc["digest"], mac)
         for layer, diff_id in zip(layers, diff_ids):
             _stage_oci_blob(ingest, archive, layer, manifest_what, None)
-            got = ingest.diff_id(layer["digest"], what=f"{layer['digest']} in {what}", allow_devices=trusted)
+            got = ingest.diff_id(layer["digest"], what=f"{layer['digest']} in {what}")
             if got != diff_id:
                 raise CtrError(f"archive {what}: layer {layer['digest']} does not match its diff_id {diff_id}: "
                                f"the content has {got}")
@@ -759,18 +677,16 @@ def export_image(store: ImageStore, ref: str, dest: str, fmt: str = "oci") -> Im
     if fmt not in EXPORT_FORMATS:
         raise InvalidSpec(f"unknown export format {fmt!r}: use {' or '.join(EXPORT_FORMATS)}")
     image = store.get(ref)
-    mac = export_mac(store.paths, image.config_digest)
 
     def write(out: BinaryIO) -> None:
         if fmt == "oci":
-            export_oci(store, image, out, annotations={MAC_ANNOTATION: mac} if mac else None,
-                       extra={MAC_MANIFEST_KEY: mac} if mac else None)
+            export_oci(store, image, out)
         else:
-            store.export_docker_archive(image, out, extra={MAC_MANIFEST_KEY: mac} if mac else None)
+            store.export_docker_archive(image, out)
 
     write_output(dest, write, "an image archive")
     return image
 
 
-__all__ = ["FORMATS", "EXPORT_FORMATS", "detect_format", "export_image", "export_is_trusted", "import_image",
+__all__ = ["FORMATS", "EXPORT_FORMATS", "detect_format", "export_image", "import_image",
            "parse_changes"]

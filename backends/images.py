@@ -875,7 +875,7 @@ def _extract_members(fileobj: IO[bytes], mode: str, root: str, layer: str, src: 
             os.utime(path, ns=_ns(member.mtime))
 
 
-def scan_layer(fileobj: IO[bytes], *, layer: str, allow_devices: bool = False) -> str:
+def scan_layer(fileobj: IO[bytes], *, layer: str) -> str:
     """Check an untrusted uncompressed layer tar without unpacking it; returns its diff_id.
 
     Done when an image comes in (import, pull), so a hostile archive is refused
@@ -884,13 +884,16 @@ def scan_layer(fileobj: IO[bytes], *, layer: str, allow_devices: bool = False) -
     hard links whose target leaves the layer; symlinks whose relative target
     climbs above the layer root (absolute targets are kept: the container
     resolves them inside its own root, as /bin/sh -> /bin/busybox wants);
-    character and block devices unless `allow_devices` (ctr's own export, see
-    image_import.export_is_trusted). extract_layer repeats the path checks at
-    unpack time, since blobs can also come from create().
+    tar types other than files, directories, links, fifos and device nodes.
+    Device nodes are accepted, as Docker accepts them: what keeps a container
+    from using a host device through one is the device cgroup every backend
+    sets up (ctr.native.devices), and /dev is each backend's own tmpfs.
+    extract_layer repeats the path checks at unpack time, since blobs can also
+    come from create().
     """
     reader = _HashingReader(fileobj)
     with _corrupt_layer(layer):
-        _check_members(reader, "r|", layer, allow_devices)  # type: ignore[arg-type]
+        _check_members(reader, "r|", layer)  # type: ignore[arg-type]
         reader.drain()  # the diff_id covers the end-of-archive blocks too
     return reader.digest
 
@@ -906,7 +909,7 @@ def _corrupt_layer(layer: str) -> Iterator[None]:
         raise CtrError(f"layer {layer} is corrupt or truncated: {_describe(exc)}") from None
 
 
-def _check_members(fileobj: IO[bytes], mode: str, layer: str, allow_devices: bool) -> None:
+def _check_members(fileobj: IO[bytes], mode: str, layer: str) -> None:
     """scan_layer's rules, applied to every member of the tar in `fileobj` (mode 'r|' streamed, 'r:' seekable)."""
     import tarfile
 
@@ -940,11 +943,6 @@ def _check_members(fileobj: IO[bytes], mode: str, layer: str, allow_devices: boo
                     if "/".join(target_parts[:i]) in symlinks:
                         raise CtrError(f"unsafe layer {layer}: hard link {member.name!r} -> {member.linkname!r} "
                                        f"goes through the symlink {target_parts[i - 1]!r}")
-            elif (member.ischr() or member.isblk()) and not allow_devices:
-                kind = "character" if member.ischr() else "block"
-                raise CtrError(f"unsafe layer {layer}: {member.name!r} is a {kind} device "
-                               f"{member.devmajor}:{member.devminor}; ctr accepts device nodes only from its own "
-                               "exports made by root")
             elif not (member.isreg() or member.isdir() or member.isfifo() or member.ischr() or member.isblk()):
                 raise CtrError(f"unsafe layer {layer}: {member.name!r} has the unknown tar type {member.type!r}")
 
@@ -1699,7 +1697,7 @@ class Ingest:
             raise CtrError(f"{what}: blob {digest} does not match its digest")
         return data
 
-    def diff_id(self, digest: str, *, what: str, allow_devices: bool = False) -> str:
+    def diff_id(self, digest: str, *, what: str) -> str:
         """Check the layer blob `digest` (staged or stored) by scan_layer's rules; returns its diff_id."""
         path = self.path(digest)
         if path is None:
@@ -1711,11 +1709,11 @@ class Ingest:
                 # Staged here, so hashed as it was written: its digest is its diff_id, and only
                 # the headers need reading (seeking past the file data).
                 with _corrupt_layer(what):
-                    _check_members(f, "r:", what, allow_devices)
+                    _check_members(f, "r:", what)
                 return digest
             try:
                 with decompressed(f, kind, f"layer {what}") as plain:  # type: ignore[union-attr]
-                    return scan_layer(plain, layer=what, allow_devices=allow_devices)
+                    return scan_layer(plain, layer=what)
             except CtrError:
                 raise
             except (OSError, EOFError, ValueError) as exc:  # a gzip header that is not one, and the like

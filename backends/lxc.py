@@ -105,14 +105,6 @@ OOM_FILE = "memory-events"  # what the stop hook copied from the memory cgroup
 MONITOR_COMM = "[lxc monitor]"  # the liblxc monitor's name, and PID 1's until it execs
 LXC_LOCK_DIR = Path("/run/lxc/lock")  # liblxc's per-container lock files (lxclock.c), for root
 
-# Docker's default device cgroup rules (moby oci/devices): mknod anything, use only these.
-DEVICE_RULES = (
-    "c *:* m", "b *:* m",
-    "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",  # null zero full random urandom
-    "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm",  # tty ptmx pts tun
-)
-
-
 class LxcBackend(KeptBackend):
     name = "lxc"
     UNSUPPORTED_FLAGS = {"--network bridge": "there is no bridge for containers on this host; use --network none or host"}
@@ -801,9 +793,12 @@ def _cgroup_items(spec: ContainerSpec) -> list[tuple[str, str]]:
             items.append(("lxc.cgroup2.cpu.max", f"{quota} {CPU_PERIOD}"))
     if spec.pids_limit is not None:
         items.append((key("pids", "pids.max"), "max" if spec.pids_limit == -1 else str(spec.pids_limit)))
+    # The device policy every backend shares (Docker's default); on cgroup2 liblxc compiles
+    # the same keys into a BPF device program.
+    from ctr.native.devices import device_policy, v1_writes
+
     prefix = "lxc.cgroup" if _controller_version("devices") == 1 else "lxc.cgroup2"
-    items.append((f"{prefix}.devices.deny", "a"))
-    items += [(f"{prefix}.devices.allow", rule) for rule in DEVICE_RULES]
+    items += [(f"{prefix}.{filename}", rule) for filename, rule in v1_writes(device_policy())]
     return items
 
 

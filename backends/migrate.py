@@ -50,7 +50,7 @@ from ctr.spec import ContainerSpec, validate_name
 
 from . import backend_for, get_backend
 from .base import Backend, merge_env
-from .bundle import (Bundle, BundleInfo, LayerInfo, layer_mac, layer_names, layer_trusted, tree_digest, unpack_layer,
+from .bundle import (Bundle, BundleInfo, LayerInfo, layer_names, tree_digest, unpack_layer,
                      walk, write_bundle, write_layer)
 from .images import MEDIA_LAYER, Image, ImageStore, _hex, normalize_ref, split_ref
 from .output import write_output
@@ -288,7 +288,6 @@ def export_container(paths: Paths, name: str, dest: str, *, include_image: bool 
     """Write the bundle of container `name` to `dest` ('-': stdout): spec, base image
     (unless include_image is False: then only its digest), writable layer. A running
     container must be stopped (or paused) first, so the layer is consistent."""
-    from .image_import import MAC_ANNOTATION, MAC_MANIFEST_KEY, export_mac
     from .images import export_oci
 
     backend = backend_for(name, paths)
@@ -304,17 +303,15 @@ def export_container(paths: Paths, name: str, dest: str, *, include_image: bool 
         image_tar = None
         if include_image:
             image_tar = tmp / "image.tar"
-            mac = export_mac(paths, image.config_digest)
             with open(image_tar, "wb") as f:
-                export_oci(store, image, f, annotations={MAC_ANNOTATION: mac} if mac else None,
-                           extra={MAC_MANIFEST_KEY: mac} if mac else None)
+                export_oci(store, image, f)
         spec = portable_spec(record).with_changes(image=image.name)
         info = BundleInfo(
             name=record.name, backend=record.backend, spec=spec.to_dict(), hostname=effective_hostname(record),
             image={"name": image.name, "digest": image.digest, "config_digest": image.config_digest,
                    "included": include_image},
             layer={"mediaType": MEDIA_LAYER, "digest": layer.diff_id, "size": layer.size,
-                   "tree_digest": layer.tree_digest, "mac": layer_mac(paths, layer.diff_id)},
+                   "tree_digest": layer.tree_digest},
             container={"id": record.id, "created": record.created, "status": record.status,
                        "exit_code": record.exit_code},
             created=_now(),
@@ -370,9 +367,8 @@ def import_bundle(paths: Paths, path: str, *, backend: str | None = None, name: 
                 spec = spec.with_changes(hostname=info.hostname)
             _preflight_image_free(target, spec, paths)
             digest = info.layer["digest"]
-            trusted = layer_trusted(paths, digest, info.layer.get("mac"))
             with bundle.open_layer() as f:  # refused before anything is made, with the member named
-                got = scan_layer(f, layer=f"{digest} in {path}", allow_devices=trusted)
+                got = scan_layer(f, layer=f"{digest} in {path}")
             if got != digest:
                 raise CtrError(f"bundle {path}: its writable layer does not match its digest {digest}: the content has {got}")
             spec = spec.with_changes(image=_bundle_image(store, bundle, use_image))
