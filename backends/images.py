@@ -559,7 +559,8 @@ def extract_layer(fileobj: IO[bytes], dest: str | os.PathLike, *, layer: str = "
     resolved inside the container). Whiteouts become what overlayfs expects:
     `.wh.NAME` a 0:0 character device NAME, `.wh..wh..opq` the xattr
     trusted.overlay.opaque=y on its directory. Owners and device nodes need root;
-    without it owners are left alone and device nodes skipped.
+    without it owners are left alone and device nodes skipped, with one warning
+    line that gives their count.
 
     A tar read straight from a file (an uncompressed blob in the store) is read
     seekably rather than streamed, which makes the unpack about as fast as tar -x:
@@ -573,16 +574,28 @@ def extract_layer(fileobj: IO[bytes], dest: str | os.PathLike, *, layer: str = "
     if src is None:
         reader = _ReadAhead(fileobj)
         try:
-            _extract_members(reader, "r|", root, layer, None)  # type: ignore[arg-type]
-            return reader.digest()
+            skipped = _extract_members(reader, "r|", root, layer, None)  # type: ignore[arg-type]
+            digest = reader.digest()
         finally:
             reader.stop()
-    hasher = _FileHasher(src, fileobj.tell(), layer)
-    try:
-        _extract_members(fileobj, "r:", root, layer, src)
-        return hasher.digest()
-    finally:
-        hasher.stop()
+    else:
+        hasher = _FileHasher(src, fileobj.tell(), layer)
+        try:
+            skipped = _extract_members(fileobj, "r:", root, layer, src)
+            digest = hasher.digest()
+        finally:
+            hasher.stop()
+    if skipped:
+        _warn(f"layer {layer}: skipped {skipped} device node{'s' if skipped != 1 else ''}: "
+              "creating them needs CAP_MKNOD (rootless Docker and Podman skip them too)")
+    return digest
+
+
+def _warn(line: str) -> None:
+    """One line on stderr: what a library call did that the user should know of."""
+    import sys
+
+    print(f"ctr: warning: {line}", file=sys.stderr, flush=True)
 
 
 def _plain_file(fileobj: IO[bytes]) -> int | None:
@@ -775,8 +788,9 @@ def _copy_range(src: int, dst: int, offset: int, size: int) -> int:
     return copied
 
 
-def _extract_members(fileobj: IO[bytes], mode: str, root: str, layer: str, src: int | None) -> None:
-    """extract_layer's checks and writes, member by member, for the tar in `fileobj`.
+def _extract_members(fileobj: IO[bytes], mode: str, root: str, layer: str, src: int | None) -> int:
+    """extract_layer's checks and writes, member by member, for the tar in `fileobj`;
+    returns how many device nodes it could not create (no CAP_MKNOD) and skipped.
 
     Streamed (mode 'r|'), or seekable ('r:') with `src` its descriptor: then member
     data is copied from there by the kernel instead of read through tarfile.
@@ -785,6 +799,7 @@ def _extract_members(fileobj: IO[bytes], mode: str, root: str, layer: str, src: 
     import tarfile
 
     is_root = os.geteuid() == 0
+    skipped = 0
     dirs: list[tuple[list[str], tarfile.TarInfo]] = []  # modes and mtimes applied last
     try:
         tar = tarfile.open(fileobj=fileobj, mode=mode)  # type: ignore[call-overload]
@@ -841,10 +856,12 @@ def _extract_members(fileobj: IO[bytes], mode: str, root: str, layer: str, src: 
                 os.link(target, path, follow_symlinks=False)  # links a symlink itself, never its target
                 continue  # the shared inode keeps the metadata of its first name
             elif member.ischr() or member.isblk():
-                if not is_root:
-                    continue
                 kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-                os.mknod(path, 0o600 | kind, os.makedev(member.devmajor, member.devminor))
+                try:
+                    os.mknod(path, 0o600 | kind, os.makedev(member.devmajor, member.devminor))
+                except PermissionError:  # not root, or root of a user namespace
+                    skipped += 1
+                    continue
             elif member.isfifo():
                 os.mkfifo(path, 0o600)
             else:  # regular file (tarfile reads unknown types as regular files too)
@@ -873,6 +890,7 @@ def _extract_members(fileobj: IO[bytes], mode: str, root: str, layer: str, src: 
             path = os.path.join(root, *parts)
             os.chmod(path, member.mode & 0o7777)
             os.utime(path, ns=_ns(member.mtime))
+    return skipped
 
 
 def scan_layer(fileobj: IO[bytes], *, layer: str) -> str:

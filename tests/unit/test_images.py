@@ -65,6 +65,8 @@ def make_tar(*members: tuple) -> bytes:
                 ti.size = len(extra)
                 tar.addfile(ti, io.BytesIO(extra))
             else:
+                if type_ in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+                    ti.devmajor, ti.devminor = extra or (1, 3)  # 0:0 would be a whiteout
                 tar.addfile(ti)
     return buf.getvalue()
 
@@ -615,6 +617,49 @@ def test_metadata_is_preserved(tmp_path: Path) -> None:
     null = os.stat(dest / "null")
     assert stat.S_ISCHR(null.st_mode) and null.st_rdev == os.makedev(1, 3)
     assert os.stat(dest).st_uid == 0 and stat.S_IMODE(os.stat(dest).st_mode) == 0o755
+
+
+@needs_root
+def test_without_cap_mknod_device_nodes_are_skipped_with_one_warning(tmp_path: Path) -> None:
+    """As rootless Docker and Podman do: the rest of the layer unpacks, one line gives the count.
+    Run as nobody in a child, a real unprivileged mknod."""
+    layer = make_tar(("dev", tarfile.DIRTYPE), ("dev/null", tarfile.CHRTYPE, (1, 3)),
+                     ("dev/sda", tarfile.BLKTYPE, (8, 0)), ("dev/zero", tarfile.CHRTYPE, (1, 5)),
+                     ("etc", tarfile.DIRTYPE), ("etc/hosts", tarfile.REGTYPE, b"h"))
+    import tempfile
+
+    (tmp_path / "layer.tar").write_bytes(layer)
+    top = Path(tempfile.mkdtemp(prefix="ctr-test-nobody-"))  # pytest's tmp_path is root's alone
+    try:
+        os.chmod(top, 0o755)
+        dest, err = top / "dest", top / "stderr"
+        dest.mkdir()
+        os.chown(dest, 65534, 65534)
+        with open(tmp_path / "layer.tar", "rb") as f:
+            pid = os.fork()
+            if pid == 0:  # the child: nobody, then the unpack, stderr to a file
+                try:
+                    import sys
+
+                    sys.stderr = open(err, "w")  # pytest captures the parent's
+                    os.setgroups([])
+                    os.setresgid(65534, 65534, 65534)
+                    os.setresuid(65534, 65534, 65534)
+                    ok = extract_layer(f, dest, layer="L") == sha256(layer)
+                    os._exit(0 if ok else 2)
+                except BaseException:
+                    import traceback
+
+                    traceback.print_exc()
+                    sys.stderr.flush()
+                    os._exit(1)
+            _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, err.read_text()
+        assert err.read_text().splitlines() == ["ctr: warning: layer L: skipped 3 device nodes: creating them needs "
+                                                "CAP_MKNOD (rootless Docker and Podman skip them too)"]
+        assert sorted(os.listdir(dest / "dev")) == [] and (dest / "etc" / "hosts").read_bytes() == b"h"
+    finally:
+        shutil.rmtree(top)
 
 
 # --- whiteouts --------------------------------------------------------------------------
