@@ -446,6 +446,14 @@ def _covered(list_key: str, flag: str) -> Callable[[dict], object]:
     return value
 
 
+def _devices(doc: dict) -> object:
+    """The device policy as the kernel holds it, order aside: (default, sorted rules)."""
+    dev = doc["cgroups"].get("devices")
+    if not dev or dev.get("rules") is None:
+        return None
+    return {"default": dev["default"], "rules": sorted(dev["rules"])}
+
+
 def _keeper_comm(doc: dict) -> object:
     keeper = keeper_of(doc)
     return None if keeper is None else keeper["comm"]
@@ -458,6 +466,7 @@ FEATURES: list[Feature] = [
     ("cgroup.cpus", "cgroups", "cpus", _cpus),
     ("cgroup.pids", "cgroups", "pids limit", _limit("pids")),
     ("cgroup.freezer", "cgroups", "freezer", _limit("freezer")),
+    ("cgroup.devices", "cgroups", "device policy", _devices),
     *[(f"caps.{label}", "capabilities", label, _caps(key)) for key, label in CAP_SETS],
     ("security.seccomp", "security", "seccomp", _sec("seccomp")),
     ("security.seccomp_filters", "security", "seccomp filters", _sec("seccomp_filters")),
@@ -536,6 +545,11 @@ def display_value(key: str, value: object, doc: dict | None = None) -> str:
         if value == [[0, 0, 4294967295]]:
             return "identity"
         return ", ".join(" ".join(str(v) for v in r) for r in value) or "empty"
+    if key == "cgroup.devices":
+        n = len(value["rules"])
+        if value["default"] == "deny":
+            return f"deny all but {n} rule{'s' if n != 1 else ''}"
+        return "allow all" + (f" but {n}" if n else "")
     if key == "rootfs.masked_paths":
         return f"{value['masked']} of {value['present']}"
     if key == "rootfs.readonly_paths":

@@ -312,7 +312,59 @@ def _cgroups(base: Path, cgroup_root: Path) -> dict:
         "unified_path": v2["path"] if v2 else None,
         "limits": limits,
         "sources": sources,
+        "devices": device_policy_of(v1_dirs.get("devices"), v2_dir),
     }
+
+
+def device_policy_of(v1_dir: Path | None, v2_dir: Path | None) -> dict:
+    """The device policy the kernel holds for a cgroup: the v1 devices.list, else the BPF device
+    programs in effect on the v2 cgroup (its own and its ancestors'), each decoded to rules
+    where it has the shape ctr's own programs have.
+
+    {"enforced_by": "devices.list" | "bpf" | null, "default": "allow" | "deny" | null,
+     "rules": ["c 1:3 rwm", ...] or null, "source": path, "programs": [...], "error": str | null}
+    """
+    doc: dict = {"enforced_by": None, "default": None, "rules": None, "source": None, "programs": [], "error": None}
+    if v1_dir is not None:
+        doc.update(enforced_by="devices.list", source=str(v1_dir / "devices.list"))
+        text = _read_optional(v1_dir / "devices.list")
+        if text is None:
+            doc["error"] = "devices.list unreadable or gone"
+            return doc
+        listed = [line.strip() for line in text.splitlines() if line.strip()]
+        # v1 lists "a *:* rwm" when everything is allowed, else the allowed exceptions to deny-all
+        if listed == ["a *:* rwm"]:
+            doc.update(default="allow", rules=[])
+        else:
+            doc.update(default="deny", rules=listed)
+        return doc
+    if v2_dir is None:
+        return doc
+    from . import bpf_devices
+
+    doc["source"] = str(v2_dir)
+    try:
+        ids = bpf_devices.query(v2_dir, effective_too=True)
+        programs = [bpf_devices.info(i) for i in ids]
+    except OSError as exc:  # not root (EPERM), no bpf(2) here, or the cgroup went away
+        doc["error"] = f"BPF_PROG_QUERY: {exc.strerror}"
+        return doc
+    if not programs:
+        doc.update(default="allow", rules=[])  # no program: every device, as far as cgroups go
+        return doc
+    doc["enforced_by"] = "bpf"
+    decoded = []
+    for prog in programs:
+        rules = bpf_devices.decode(prog.code) if prog.code else None
+        doc["programs"].append({"id": prog.id, "name": prog.name, "tag": prog.tag, "insns": prog.insns,
+                                "decoded": rules is not None})
+        decoded.append(rules)
+    if len(decoded) == 1 and decoded[0] is not None:
+        default, rules = decoded[0]
+        # in devices.list terms: what a deny-all list would show, or every deny rule of an allow-all
+        doc.update(default="allow" if default else "deny",
+                   rules=[str(r) for r in rules if r.allow != default])
+    return doc
 
 
 def cgroup_limits(v1: dict[str, Path], v2: Path | None) -> tuple[dict, dict]:
@@ -556,6 +608,19 @@ _WIDTH = 78
 _LABEL = 16
 
 
+def _devices_text(dev: dict | None) -> str:
+    """'deny all but 12 (devices.list)', 'bpf: 2 programs, not ctr's', 'allow all' and the like."""
+    if not dev or (dev["enforced_by"] is None and dev["default"] is None):
+        return f"- ({dev['error']})" if dev and dev["error"] else "-"
+    where = f" ({dev['enforced_by']})" if dev["enforced_by"] else ""
+    if dev["rules"] is None:
+        n = len(dev["programs"])
+        return f"{n} bpf program{'s' if n != 1 else ''}, not in a shape ctr decodes" + where
+    if dev["default"] == "deny":
+        return f"deny all but {len(dev['rules'])} rule{'s' if len(dev['rules']) != 1 else ''}{where}"
+    return ("allow all" + (f" but {len(dev['rules'])}" if dev["rules"] else "")) + where
+
+
 def render_table(doc: dict) -> str:
     """Plain-text rendering of an explain document, one section per kernel feature."""
     lines: list[str] = []
@@ -613,6 +678,10 @@ def render_table(doc: dict) -> str:
         row("cpu weight", lim["cpu_weight"])
     row("pids", f"{_or_dash(lim['pids_current'])} of {_or_dash(lim['pids'])}")
     row("freezer", _or_dash(lim["freezer"]))
+    dev = cg.get("devices")
+    row("devices", _devices_text(dev))
+    if dev and dev["default"] == "deny" and dev["rules"]:
+        wrapped("", [r + "," for r in dev["rules"][:-1]] + dev["rules"][-1:])
 
     caps = doc["capabilities"]
     lines += ["", "Capabilities"]

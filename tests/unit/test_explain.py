@@ -511,3 +511,57 @@ def test_cgroup_v1_only(v1):
     (v1.proc / "100" / "cgroup").write_text("1:memory:/ctr-abc\n")
     cg = explain_fake(v1)["cgroups"]
     assert (cg["mode"], cg["unified_path"], cg["limits"]["memory"]) == ("v1", None, 67108864)
+
+
+# -- device policy -------------------------------------------------------------------------
+
+
+def test_devices_v1_list_is_read_as_the_kernel_holds_it(tmp_path):
+    from ctr.native.explain import device_policy_of
+
+    d = tmp_path / "devices" / "ctr-abc"
+    d.mkdir(parents=True)
+    (d / "devices.list").write_text("b *:* m\nc *:* m\nc 1:3 rwm\n")
+    doc = device_policy_of(d, None)
+    assert doc == {"enforced_by": "devices.list", "default": "deny", "rules": ["b *:* m", "c *:* m", "c 1:3 rwm"],
+                   "source": str(d / "devices.list"), "programs": [], "error": None}
+    (d / "devices.list").write_text("a *:* rwm\n")
+    assert device_policy_of(d, None)["default"] == "allow" and device_policy_of(d, None)["rules"] == []
+    (d / "devices.list").unlink()  # the cgroup went away mid-read: no figure, no exception
+    assert device_policy_of(d, None)["error"] == "devices.list unreadable or gone"
+
+
+def test_devices_v2_program_is_decoded_or_listed(tmp_path, monkeypatch):
+    from ctr.native import bpf_devices
+    from ctr.native.devices import device_policy
+    from ctr.native.explain import device_policy_of
+
+    ours = bpf_devices.assemble(bpf_devices.program(device_policy()))
+    programs = {7: bpf_devices.ProgInfo(7, bpf_devices.PROG_NAME, "ab", len(ours) // 8, ours),
+                8: bpf_devices.ProgInfo(8, "runc", "cd", 3, b"\x00" * 24)}
+    attached: list[int] = [7]
+    monkeypatch.setattr(bpf_devices, "query", lambda d, effective_too=False: list(attached))
+    monkeypatch.setattr(bpf_devices, "info", lambda i: programs[i])
+    doc = device_policy_of(None, tmp_path)
+    assert (doc["enforced_by"], doc["default"]) == ("bpf", "deny")
+    assert doc["rules"] == [str(r) for r in device_policy()[1:]]
+    assert doc["programs"] == [{"id": 7, "name": bpf_devices.PROG_NAME, "tag": "ab", "insns": len(ours) // 8,
+                                "decoded": True}]
+    attached[:] = [8]  # another runtime's program: listed, not guessed at
+    doc = device_policy_of(None, tmp_path)
+    assert doc["rules"] is None and doc["programs"][0]["decoded"] is False
+    assert "not in a shape ctr decodes" in render_table_devices(doc)
+    attached[:] = []
+    assert device_policy_of(None, tmp_path)["default"] == "allow"
+
+    def gone(d, effective_too=False):
+        raise OSError(2, "No such file or directory")
+
+    monkeypatch.setattr(bpf_devices, "query", gone)
+    assert device_policy_of(None, tmp_path)["error"] == "BPF_PROG_QUERY: No such file or directory"
+
+
+def render_table_devices(doc):
+    from ctr.native.explain import _devices_text
+
+    return _devices_text(doc)
