@@ -522,6 +522,27 @@ def _import_rootfs(ingest: Ingest, source: Path, kind: str, what: str, name: str
     return name, ingest.add_bytes(_canonical_json(manifest), what=f"manifest of {name}"), MEDIA_MANIFEST
 
 
+def _repo_tags(entry: object, what: str, n: int) -> list[str]:
+    tags = entry.get("RepoTags") if isinstance(entry, dict) else None
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        return []  # reported as malformed when the entry itself is read
+    return [normalize_ref(t) for t in tags]
+
+
+def _pick(what: str, candidates: list[tuple[object, list[str]]], target: str) -> object:
+    """--name with an archive of several images picks the one carrying that name."""
+    hits = [item for item, names in candidates if target in names]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise InvalidSpec(f"archive {what}: {len(hits)} images are named {target}: cannot pick one")
+    names = sorted({n for _, ns in candidates for n in ns})
+    if not names:
+        raise InvalidSpec(f"archive {what} holds {len(candidates)} images without names: --name cannot pick one")
+    raise InvalidSpec(f"archive {what} holds {len(candidates)} images, none named {target}: "
+                      f"--name picks one of {', '.join(names)}")
+
+
 def _import_docker_archive(store: ImageStore, ingest: Ingest, archive: _Archive,
                            target: str | None) -> list[tuple[str, str, str]]:
     what = archive.what
@@ -529,7 +550,7 @@ def _import_docker_archive(store: ImageStore, ingest: Ingest, archive: _Archive,
     if not entries:
         raise CtrError(f"archive {what}: manifest.json lists no image")
     if target and len(entries) > 1:
-        raise InvalidSpec(f"archive {what} holds {len(entries)} images; --name can name only one")
+        entries = [_pick(what, [(e, _repo_tags(e, what, n)) for n, e in enumerate(entries)], target)]
     out = []
     for n, entry in enumerate(entries):
         layers, config_name = entry.get("Layers"), entry.get("Config")
@@ -593,7 +614,8 @@ def _import_oci(store: ImageStore, ingest: Ingest, archive: _Archive, target: st
     for desc in descriptors:
         groups.setdefault(_oci_name(desc, what), []).append(desc)
     if target and len(groups) > 1:
-        raise InvalidSpec(f"archive {what} holds {len(groups)} images; --name can name only one")
+        picked = _pick(what, [(name, [name] if name else []) for name in groups], target)
+        groups = {picked: groups[picked]}
     out = []
     for group_name, group in groups.items():
         name = target or group_name

@@ -135,7 +135,7 @@ def tag(obj, src: str, dst: str) -> None:
 
 @image.command("import")
 @click.argument("source", metavar="FILE|DIR|-")
-@click.option("--name", "-n", metavar="REF", help="Name of the image (required for a root filesystem tarball).")
+@click.option("--name", "-n", metavar="REF", help="Name of the image (required for a root filesystem tarball); of an archive holding several images, imports only the one of that name.")
 @click.option("--change", "-c", "changes", multiple=True, metavar="INSTRUCTION",
               help="Dockerfile instruction for a root filesystem tarball: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL.")
 @click.pass_obj

@@ -8,6 +8,7 @@ packages=(
   docker-registry  # a registry on 127.0.0.1 for image tests
   iproute2 procps
   skopeo umoci     # independent OCI tools the image tests check ctr's exports against
+  debootstrap zstd # a real Debian root filesystem, and zstd layers, for the real-world image tests
   chromium         # headless, to check the HTML report of ctr compare as a browser shows it
 )
 missing=()

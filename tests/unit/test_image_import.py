@@ -340,6 +340,39 @@ def test_import_docker_archive(tmp_path: Path, store: ImageStore) -> None:
     assert a.diff_ids == a.layer_digests == (sha256(GOOD_LAYER), sha256(top))
 
 
+def _two_image_save() -> bytes:
+    """`docker save a:1 a:latest b:1`: two images, one with two tags, in one archive."""
+    other = make_tar(("b", R, b"b"))
+    one, two = docker_archive([GOOD_LAYER], tags=["a:1", "a:latest"]), docker_archive([other], tags=["b:1"])
+    manifest = json.loads(one.pop("manifest.json")) + json.loads(two.pop("manifest.json"))
+    return files_tar({**one, **two, "manifest.json": json.dumps(manifest).encode()})
+
+
+def test_docker_archive_of_several_images_imports_all_or_the_one_named(tmp_path: Path, store: ImageStore) -> None:
+    path = write(tmp_path, "multi.tar", _two_image_save())
+    assert sorted(i.name for i in import_image(store, path)) == ["a:1", "a:latest", "b:1"]
+    other = ImageStore(Paths.default(tmp_path / "other"))
+    [picked] = import_image(other, path, name="b:1")
+    assert picked.diff_ids == (sha256(make_tar(("b", R, b"b"))),)
+    assert [i.name for i in other.list()] == ["b:1"]
+    with pytest.raises(InvalidSpec, match="holds 2 images, none named c:1: --name picks one of a:1, a:latest, b:1"):
+        import_image(other, path, name="c:1")
+
+
+def test_oci_layout_of_several_images_imports_all_or_the_one_named(tmp_path: Path, store: ImageStore) -> None:
+    m1, _, b1 = oci_image(GOOD_LAYER)
+    m2, _, b2 = oci_image(make_tar(("two", R, b"2")))
+    path = write(tmp_path, "oci.tar", files_tar(oci_layout([entry(m1, name="example.com/one:1"),
+                                                            entry(m2, name="example.com/two:1")], {**b1, **b2})))
+    assert sorted(i.name for i in import_image(store, path)) == ["example.com/one:1", "example.com/two:1"]
+    other = ImageStore(Paths.default(tmp_path / "other"))
+    [picked] = import_image(other, path, name="example.com/two:1")
+    assert picked.digest == sha256(m2) and [i.name for i in other.list()] == ["example.com/two:1"]
+    with pytest.raises(InvalidSpec, match="none named example.com/three:1: --name picks one of example.com/one:1, "
+                                          "example.com/two:1"):
+        import_image(other, path, name="example.com/three:1")
+
+
 def test_import_docker_archive_with_linked_duplicate_layer(tmp_path: Path, store: ImageStore) -> None:
     # Old `docker save` links a repeated layer to its first copy.
     files = docker_archive([GOOD_LAYER, GOOD_LAYER], layer_names=["a/layer.tar", "b/layer.tar"])
