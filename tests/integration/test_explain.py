@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from ctr.errors import NotFound
+from ctr.native.devices import DEFAULT_ALLOW
 from ctr.native.explain import NAMESPACES, explain_pid
 
 from .helpers import DEFAULT_CAPEFF, cgroup_dir, children, foreground, ns_inode, status_field
@@ -106,6 +107,12 @@ def test_native_container_as_the_kernel_sees_it(ctr, ctr_root):
         current = cgroup_file(pid, "pids", "pids.current", "pids.current")
         assert limits["pids_current"] == int(current.read_text()) == 2  # sh and sleep
         assert doc["cgroups"]["mode"] in (("v2",) if PURE_V2 else ("v1", "hybrid"))
+
+        devices = doc["cgroups"]["devices"]  # Docker's default, as the kernel holds it
+        assert (devices["default"], sorted(devices["rules"])) == ("deny", sorted(DEFAULT_ALLOW))
+        if not PURE_V2:
+            listed = (cgroup_dir(pid, "devices") / "devices.list").read_text().split()
+            assert devices["enforced_by"] == "devices.list" and " ".join(devices["rules"]).split() == listed
 
         caps = doc["capabilities"]
         assert caps["CapEff"]["hex"] == status_field(pid, "CapEff")

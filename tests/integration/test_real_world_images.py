@@ -15,6 +15,7 @@ backend keeps the container from opening them, and /dev is the backend's own.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -97,6 +98,11 @@ def deb_images(debroot_tar: Path, tmp_path_factory: pytest.TempPathFactory):
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr
         ok(run_ctr(root, "image", "import", "--name", images["oci-layout"], str(tmp / "oci")))
+        subprocess.run(["zstd", "-q", "-T0", "-o", str(tmp / "root.tar.zst"), str(debroot_tar)], check=True, timeout=300)
+        images["zstd-tarball"] = "ctr-test/deb:zstd"
+        ok(run_ctr(root, "image", "import", "-n", images["zstd-tarball"], str(tmp / "root.tar.zst")))
+        images["user-by-name"] = "ctr-test/deb:nobody"
+        ok(run_ctr(root, "image", "import", "-n", images["user-by-name"], "-c", "USER nobody", str(debroot_tar)))
         yield root, images, engine_refs
     finally:
         for ref in engine_refs:
@@ -104,8 +110,10 @@ def deb_images(debroot_tar: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 @backends_param()
-@pytest.mark.parametrize("form", ["tarball", "docker-save", "oci-layout"])
+@pytest.mark.parametrize("form", ["tarball", "docker-save", "oci-layout", "zstd-tarball", "user-by-name"])
 def test_debootstrap_root_runs_on_every_backend(backend, form, deb_images) -> None:
+    """bash, dpkg and apt of a usr-merged Debian (/bin -> usr/bin); USER nobody by name is
+    looked up in the image's own /etc/passwd (uid 65534)."""
     from ctr.backends.docker import engine_tag
 
     root, images, engine_refs = deb_images
@@ -115,6 +123,9 @@ def test_debootstrap_root_runs_on_every_backend(backend, form, deb_images) -> No
     r = run_ctr(root, "--backend", backend.name, "run", "--rm", ref, *DEB_CHECK)
     assert (r.returncode, r.stderr) == (0, ""), r.stderr
     assert r.stdout == "bash 5\n1\napt\nfull\n"
+    r = run_ctr(root, "--backend", backend.name, "run", "--rm", ref, "sh", "-c", "id -u; id -un; readlink /bin")
+    expected = "65534\nnobody\n" if form == "user-by-name" else "0\nroot\n"
+    assert (r.returncode, r.stdout, r.stderr) == (0, expected + "usr/bin\n", "")
 
 
 # --- an image carrying device nodes: they come in, nobody opens them -----------------------
@@ -163,3 +174,121 @@ def test_device_nodes_from_an_image_cannot_be_opened(backend, tmp_path) -> None:
     assert lines[0].startswith("/blk ") and lines[0].endswith("Operation not permitted"), lines
     assert lines[1].startswith("/mem ") and lines[1].endswith("Operation not permitted"), lines
     assert lines[2:] == ["own-dev", "null-ok"]
+
+
+# --- whiteouts and opaque directories, and docker save of several images -------------------
+
+
+def _tar(*members: tuple) -> bytes:
+    """(name, type[, data or link]) -> tar bytes."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, kind, *rest in members:
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.mode = kind, 0o755 if kind == tarfile.DIRTYPE else 0o644
+            data = rest[0] if rest else b""
+            if kind == tarfile.SYMTYPE:
+                ti.linkname = data
+                tar.addfile(ti)
+            else:
+                ti.size = len(data)
+                tar.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _docker_archive(images: list[tuple[list[bytes], list[str]]]) -> bytes:
+    """A `docker save` archive (the classic layout): for each image, its layers and tags."""
+    import hashlib
+
+    files: dict[str, bytes] = {}
+    manifest = []
+    for layers, tags in images:
+        diff_ids = ["sha256:" + hashlib.sha256(x).hexdigest() for x in layers]
+        config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+                             "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+        config_name = hashlib.sha256(config).hexdigest() + ".json"
+        files[config_name] = config
+        names = [f"{d[7:]}/layer.tar" for d in diff_ids]
+        files.update(zip(names, layers))
+        manifest.append({"Config": config_name, "RepoTags": tags, "Layers": names})
+    files["manifest.json"] = json.dumps(manifest).encode()
+    return _tar(*((name, tarfile.REGTYPE, data) for name, data in files.items()))
+
+
+def _busybox_layer() -> bytes:
+    from ctr.backends.images import find_busybox
+
+    busybox, _ = find_busybox()
+    applets = ("sh", "ls", "cat", "echo", "id")
+    return _tar(("bin", tarfile.DIRTYPE), ("bin/busybox", tarfile.REGTYPE, Path(busybox).read_bytes()),
+                *((f"bin/{a}", tarfile.SYMTYPE, "busybox") for a in applets))
+
+
+@backends_param()
+def test_whiteouts_and_opaque_directories_on_every_backend(backend, tmp_path) -> None:
+    """A file deleted by a later layer is gone, an opaque directory shows only the later
+    layer's files: on native and lxc through overlayfs, on docker through the engine."""
+    from ctr.backends.docker import engine_tag
+
+    lower = _tar(("etc", tarfile.DIRTYPE), ("etc/gone", tarfile.REGTYPE, b"g"), ("etc/kept", tarfile.REGTYPE, b"k"),
+                 ("d", tarfile.DIRTYPE), ("d/old", tarfile.REGTYPE, b"o"))
+    upper = _tar(("etc", tarfile.DIRTYPE), ("etc/.wh.gone", tarfile.REGTYPE), ("d", tarfile.DIRTYPE),
+                 ("d/.wh..wh..opq", tarfile.REGTYPE), ("d/new", tarfile.REGTYPE, b"n"))
+    ref = f"ctr-test/whiteouts-{RUN_ID}:1"
+    (tmp_path / "save.tar").write_bytes(_docker_archive([([_busybox_layer(), lower, upper], [ref])]))
+    root = tmp_path / "root"
+    ok(run_ctr(root, "image", "import", str(tmp_path / "save.tar")))
+    try:
+        r = run_ctr(root, "--backend", backend.name, "run", "--rm", ref, "sh", "-c", "ls /etc /d")
+    finally:
+        if backend.name == "docker":
+            docker("rmi", "-f", ":".join(engine_tag(ref)), check=False)
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    assert "gone" not in r.stdout and "old" not in r.stdout and "kept" in r.stdout and "new" in r.stdout
+
+
+def test_docker_save_of_several_images_imports_all_or_the_one_named(tmp_path) -> None:
+    """`docker save a:1 a:2 b:1`, as the engine writes it, imported whole or picked by --name."""
+    usable = shutil.which("docker") is not None and docker("version", check=False, timeout=30).returncode == 0
+    require(usable, "no Docker Engine answers: scripts/start-dockerd.sh")
+    a, b = f"ctr-test-multi-a-{RUN_ID}", f"ctr-test-multi-b-{RUN_ID}"
+    refs = [f"{a}:1", f"{a}:2", f"{b}:1"]
+    (tmp_path / "a.tar").write_bytes(_busybox_layer())
+    (tmp_path / "b.tar").write_bytes(_tar(("b", tarfile.REGTYPE, b"b")))
+    try:
+        docker("import", "-c", 'CMD ["sh"]', str(tmp_path / "a.tar"), refs[0])
+        docker("tag", refs[0], refs[1])
+        docker("import", str(tmp_path / "b.tar"), refs[2])
+        docker("save", "-o", str(tmp_path / "multi.tar"), *refs)
+    finally:
+        for ref in refs:
+            docker("rmi", "-f", ref, check=False)
+    all_root, one_root = tmp_path / "all", tmp_path / "one"
+    ok(run_ctr(all_root, "image", "import", str(tmp_path / "multi.tar")))
+    listed = json.loads(ok(run_ctr(all_root, "images", "--format", "json")).stdout)
+    assert set(refs) <= {f"{i['repository']}:{i['tag']}" for i in listed}
+    ok(run_ctr(one_root, "image", "import", "--name", refs[0], str(tmp_path / "multi.tar")))
+    listed = json.loads(ok(run_ctr(one_root, "images", "--format", "json")).stdout)
+    assert refs[0] in {f"{i['repository']}:{i['tag']}" for i in listed}
+    assert not {refs[1], refs[2]} & {f"{i['repository']}:{i['tag']}" for i in listed}
+    r = run_ctr(one_root, "run", "--rm", refs[0], "echo", "picked")
+    assert (r.returncode, r.stdout) == (0, "picked\n"), r.stderr
+    r = run_ctr(one_root, "image", "import", "--name", "nope:1", str(tmp_path / "multi.tar"))
+    assert r.returncode == 125 and len(r.stderr.splitlines()) == 1 and "none named nope:1" in r.stderr
+
+
+def test_compare_shows_one_device_policy_on_every_backend(tmp_path) -> None:
+    """native and lxc hold Docker's default device policy, read back from the kernel the
+    same way as the docker container's."""
+    from ctr.backends import probe
+    from ctr.native.devices import DEFAULT_ALLOW
+
+    names = [n for n in ("native", "lxc", "docker") if probe(n).usable]
+    require(len(names) == 3, f"compare needs all three backends; usable: {', '.join(names)}")
+    r = run_ctr(tmp_path / "root", "compare", "--format", "json", "--name", f"dev-{RUN_ID}", "busybox", "true")
+    assert r.returncode == 0, r.stderr
+    [row] = [row for row in json.loads(r.stdout)["rows"] if row["key"] == "cgroup.devices"]
+    assert row["differs"] is False and sorted(row["compared"]) == sorted(names)
+    for name in names:
+        assert row["values"][name] == {"default": "deny", "rules": sorted(DEFAULT_ALLOW)}, name
+        assert row["display"][name] == f"deny all but {len(DEFAULT_ALLOW)} rules"
