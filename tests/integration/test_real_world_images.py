@@ -180,12 +180,12 @@ def test_device_nodes_from_an_image_cannot_be_opened(backend, tmp_path) -> None:
 
 
 def _tar(*members: tuple) -> bytes:
-    """(name, type[, data or link]) -> tar bytes."""
+    """(name, type[, data or link[, mode]]) -> tar bytes."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, kind, *rest in members:
             ti = tarfile.TarInfo(name)
-            ti.type, ti.mode = kind, 0o755 if kind == tarfile.DIRTYPE else 0o644
+            ti.type, ti.mode = kind, rest[1] if len(rest) > 1 else 0o755 if kind == tarfile.DIRTYPE else 0o644
             data = rest[0] if rest else b""
             if kind == tarfile.SYMTYPE:
                 ti.linkname = data
@@ -220,7 +220,7 @@ def _busybox_layer() -> bytes:
 
     busybox, _ = find_busybox()
     applets = ("sh", "ls", "cat", "echo", "id")
-    return _tar(("bin", tarfile.DIRTYPE), ("bin/busybox", tarfile.REGTYPE, Path(busybox).read_bytes()),
+    return _tar(("bin", tarfile.DIRTYPE), ("bin/busybox", tarfile.REGTYPE, Path(busybox).read_bytes(), 0o755),
                 *((f"bin/{a}", tarfile.SYMTYPE, "busybox") for a in applets))
 
 
@@ -288,7 +288,7 @@ def test_compare_shows_one_device_policy_on_every_backend(tmp_path) -> None:
     r = run_ctr(tmp_path / "root", "compare", "--format", "json", "--name", f"dev-{RUN_ID}", "busybox", "true")
     assert r.returncode == 0, r.stderr
     [row] = [row for row in json.loads(r.stdout)["rows"] if row["key"] == "cgroup.devices"]
-    assert row["differs"] is False and sorted(row["compared"]) == sorted(names)
+    assert row["differs"] is False and row["compared"] is True
     for name in names:
         assert row["values"][name] == {"default": "deny", "rules": sorted(DEFAULT_ALLOW)}, name
         assert row["display"][name] == f"deny all but {len(DEFAULT_ALLOW)} rules"
