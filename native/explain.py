@@ -317,9 +317,10 @@ def _cgroups(base: Path, cgroup_root: Path) -> dict:
 
 
 def device_policy_of(v1_dir: Path | None, v2_dir: Path | None) -> dict:
-    """The device policy the kernel holds for a cgroup: the v1 devices.list, else the BPF device
-    programs in effect on the v2 cgroup (its own and its ancestors'), each decoded to rules
-    where it has the shape ctr's own programs have.
+    """The device policy the kernel holds for a cgroup: the v1 devices.list when it restricts
+    anything, else the BPF device programs in effect on the v2 cgroup (its own and its
+    ancestors'), each decoded to rules where it has the shape ctr's own programs have. On a
+    hybrid host a runtime may use either (ctr's v2 driver leaves the v1 devices cgroup alone).
 
     {"enforced_by": "devices.list" | "bpf" | null, "default": "allow" | "deny" | null,
      "rules": ["c 1:3 rwm", ...] or null, "source": path, "programs": [...], "error": str | null}
@@ -333,26 +334,26 @@ def device_policy_of(v1_dir: Path | None, v2_dir: Path | None) -> dict:
             return doc
         listed = [line.strip() for line in text.splitlines() if line.strip()]
         # v1 lists "a *:* rwm" when everything is allowed, else the allowed exceptions to deny-all
-        if listed == ["a *:* rwm"]:
-            doc.update(default="allow", rules=[])
-        else:
+        if listed != ["a *:* rwm"]:
             doc.update(default="deny", rules=listed)
-        return doc
+            return doc
+        doc.update(default="allow", rules=[])
     if v2_dir is None:
         return doc
     from . import bpf_devices
 
-    doc["source"] = str(v2_dir)
     try:
         ids = bpf_devices.query(v2_dir, effective_too=True)
         programs = [bpf_devices.info(i) for i in ids]
     except OSError as exc:  # not root (EPERM), no bpf(2) here, or the cgroup went away
-        doc["error"] = f"BPF_PROG_QUERY: {exc.strerror}"
+        if doc["enforced_by"] is None:
+            doc.update(source=str(v2_dir), error=f"BPF_PROG_QUERY: {exc.strerror}")
         return doc
     if not programs:
-        doc.update(default="allow", rules=[])  # no program: every device, as far as cgroups go
+        if doc["enforced_by"] is None:
+            doc.update(default="allow", rules=[], source=str(v2_dir))  # no program: every device
         return doc
-    doc["enforced_by"] = "bpf"
+    doc.update(enforced_by="bpf", source=str(v2_dir), default=None, rules=None)
     decoded = []
     for prog in programs:
         rules = bpf_devices.decode(prog.code) if prog.code else None
@@ -681,7 +682,13 @@ def render_table(doc: dict) -> str:
     dev = cg.get("devices")
     row("devices", _devices_text(dev))
     if dev and dev["default"] == "deny" and dev["rules"]:
-        wrapped("", [r + "," for r in dev["rules"][:-1]] + dev["rules"][-1:])
+        line = ""
+        for rule in dev["rules"]:  # a rule is never split over two lines
+            if line and len(line) + len(rule) + 2 > _WIDTH - _LABEL - 2:
+                row("", line + ",")
+                line = ""
+            line += (", " if line else "") + rule
+        row("", line)
 
     caps = doc["capabilities"]
     lines += ["", "Capabilities"]

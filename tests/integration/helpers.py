@@ -64,9 +64,9 @@ def mounts_under(path: Path) -> list[str]:
 
 
 @contextmanager
-def foreground(cmd: list[str], ready: str = "ready", timeout: float = 30):
+def foreground(cmd: list[str], ready: str = "ready", timeout: float = 30, env: dict[str, str] | None = None):
     """Start `ctr run` in the background of the test; yield (proc, container pid) once it printed `ready`."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline()
         assert line.strip() == ready, f"container did not start: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"

@@ -144,3 +144,27 @@ def test_native_container_as_the_kernel_sees_it(ctr, ctr_root):
         assert proc.wait(timeout=30) == 0
     with pytest.raises(NotFound, match=f"^no such process: {pid}$"):
         explain_pid(pid)
+
+
+UNIFIED = Path("/sys/fs/cgroup") if PURE_V2 else Path("/sys/fs/cgroup/unified")
+
+
+@pytest.mark.skipif(not (UNIFIED / "cgroup.controllers").exists(), reason="no cgroup2 mount here")
+def test_native_v2_driver_device_program_as_the_kernel_holds_it(ctr, ctr_root):
+    """The v2 driver (forced on a hybrid host): explain decodes the BPF program the kernel runs
+    for the container's cgroup, and the kernel refuses nodes outside Docker's default."""
+    probe = ("mknod /blk b 7 0; mknod /mem c 1 1; { cat /blk; cat /mem; echo x > /dev/null && echo null-ok; } "
+             "> /probe 2>&1; trap 'exit 0' TERM; echo ready; sleep 60 & wait")
+    cmd = [*ctr.args_prefix, "run", "--rm", "busybox", "sh", "-c", probe]
+    with foreground(cmd, env={**os.environ, "CTR_CGROUP_DRIVER": "v2"}) as (proc, pid):
+        line = [x for x in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if x.startswith("0::")][0]
+        cgroup = UNIFIED / line[3:].lstrip("/")
+        devices = explain_pid(pid)["cgroups"]["devices"]
+        assert (devices["enforced_by"], devices["source"]) == ("bpf", str(cgroup))
+        assert devices["default"] == "deny" and sorted(devices["rules"]) == sorted(DEFAULT_ALLOW)
+        assert [p["name"] for p in devices["programs"]] == ["ctr_devices"]
+        assert Path(f"/proc/{pid}/root/probe").read_text().splitlines() == [
+            "cat: can't open '/blk': Operation not permitted", "cat: can't open '/mem': Operation not permitted",
+            "null-ok"]
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0

@@ -565,3 +565,21 @@ def render_table_devices(doc):
     from ctr.native.explain import _devices_text
 
     return _devices_text(doc)
+
+
+def test_devices_hybrid_v1_root_and_a_v2_program(tmp_path, monkeypatch):
+    """ctr's v2 driver on a hybrid host: the v1 devices cgroup is the root's (allow all), the
+    policy is the program on the unified cgroup."""
+    from ctr.native import bpf_devices
+    from ctr.native.devices import device_policy
+    from ctr.native.explain import device_policy_of
+
+    (tmp_path / "devices.list").write_text("a *:* rwm\n")
+    ours = bpf_devices.assemble(bpf_devices.program(device_policy()))
+    monkeypatch.setattr(bpf_devices, "query", lambda d, effective_too=False: [7])
+    monkeypatch.setattr(bpf_devices, "info", lambda i: bpf_devices.ProgInfo(7, "x", "ab", len(ours) // 8, ours))
+    doc = device_policy_of(tmp_path, tmp_path / "unified")
+    assert (doc["enforced_by"], doc["default"], doc["source"]) == ("bpf", "deny", str(tmp_path / "unified"))
+    monkeypatch.setattr(bpf_devices, "query", lambda d, effective_too=False: [])
+    doc = device_policy_of(tmp_path, tmp_path / "unified")
+    assert (doc["enforced_by"], doc["default"], doc["rules"]) == ("devices.list", "allow", [])
