@@ -81,13 +81,17 @@ class NativeBackend(KeptBackend):
 
     # ---- creating and starting -------------------------------------------------
 
-    def check_spec(self, spec: ContainerSpec) -> None:
+    def check_spec(self, spec: ContainerSpec) -> dict:
+        """Refuse what the native runtime cannot do; returns the security settings to keep."""
+        from .security import check_security_opts
+
         if spec.network == "bridge":
             raise Unsupported(self.name, "--network bridge", self.UNSUPPORTED_FLAGS["--network bridge"])
+        return check_security_opts(spec, self.name)
 
     def create(self, spec: ContainerSpec) -> Record:
         """A container that exists (record, writable layer) but has no process yet."""
-        self.check_spec(spec)
+        security = self.check_spec(spec)
         image = self.images.get(spec.image)
         layers = self.images.layer_paths(image)
         check_mount_sources(spec)
@@ -96,7 +100,8 @@ class NativeBackend(KeptBackend):
             hostname = spec.hostname or record.short_id
             process = resolve_process(spec.with_changes(hostname=hostname), image.config)
             record.image, record.image_digest = image.name, image.digest
-            record.extra = {"hostname": hostname, "layers": [str(p) for p in layers], "process": asdict(process)}
+            record.extra = {"hostname": hostname, "layers": [str(p) for p in layers], "process": asdict(process),
+                            "seccomp": security}
             cdir = self.records.dir(record.name)
             (cdir / "upper").mkdir()
             (cdir / "work").mkdir()
@@ -113,7 +118,10 @@ class NativeBackend(KeptBackend):
         from ctr.native.process import Identity, ProcessPlan, spawn
         from ctr.native.rootfs import RootfsPlan
 
+        from .security import seccomp_program
+
         spec = ContainerSpec.from_dict(record.spec)
+        program = seccomp_program(self.paths, spec, record.extra.get("seccomp"))
         process = Process(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.extra["process"].items()})
         cdir = self.records.dir(record.name)
         rootfs_dir = self.paths.runtime / record.name / "rootfs"
@@ -127,6 +135,7 @@ class NativeBackend(KeptBackend):
                 identity=Identity(
                     args=process.args, env=process.env, cwd=process.cwd, user=process.user,
                     caps_mask=caps.mask(spec.capabilities()), tty=spec.tty, stdin=spec.stdin, winsize=winsize,
+                    seccomp=program, no_new_privs=spec.no_new_privs(),
                 ),
                 hostname=record.extra["hostname"],
                 rootfs=RootfsPlan(
@@ -360,7 +369,7 @@ class NativeBackend(KeptBackend):
             raise CtrError("the input device is not a TTY")
         record = self._running(name, "exec in")
         _prime_attach()
-        identity = exec_identity(record, spec)
+        identity = exec_identity(record, spec, self.paths)
         cgroup = self._cgroup(record)
         with SignalForwarder() as forwarder:
             started = enter(ExecPlan(identity, record.pid), cgroup.add)
@@ -398,24 +407,30 @@ class NativeBackend(KeptBackend):
         return Path(f"/proc/{record.pid}/root")
 
 
-def exec_identity(record: Record, spec: ExecSpec):
-    """Who an exec runs as: the container's env, cwd, user and capabilities, with the
-    exec's own -e/-w/-u on top. Shared by native and lxc, whose exec ends the same way."""
+def exec_identity(record: Record, spec: ExecSpec, paths=None):
+    """Who an exec runs as: the container's env, cwd, user, capabilities and, given `paths`
+    (for the filter cache), its seccomp filter, as runc exec applies the container's own,
+    with the exec's own -e/-w/-u on top. Shared by native and lxc, whose exec ends the same way."""
     from ctr.native import caps
     from ctr.native.process import Identity
 
     from .base import merge_env
+    from .security import seccomp_program
 
     process = record.extra["process"]
+    cspec = ContainerSpec.from_dict(record.spec)
+    program = seccomp_program(paths, cspec, record.extra.get("seccomp")) if paths is not None else None
     return Identity(
         args=tuple(spec.args),
         env=merge_env(process["env"], spec.env),
         cwd=spec.workdir or process["cwd"],
         user=spec.user if spec.user is not None else process["user"],
-        caps_mask=caps.mask(ContainerSpec.from_dict(record.spec).capabilities()),
+        caps_mask=caps.mask(cspec.capabilities()),
         tty=spec.tty,
         stdin=spec.stdin,
         winsize=_terminal_size() if spec.tty else None,
+        seccomp=program,
+        no_new_privs=cspec.no_new_privs(),
     )
 
 

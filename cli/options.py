@@ -53,6 +53,8 @@ _SPEC_OPTIONS = [
     click.option("--network", "--net", "network", default="none", show_default=True, type=click.Choice(["none", "host", "bridge"]), help="Network mode."),
     click.option("--entrypoint", metavar="CMD", help="Override the image's entrypoint ('' clears it)."),
     click.option("-l", "--label", multiple=True, metavar="KEY=VALUE", help="Set a label on the container."),
+    click.option("--security-opt", multiple=True, metavar="OPT",
+                 help="seccomp=unconfined|PROFILE.json, no-new-privileges[=true|false], apparmor=..., label=..."),
 ]
 
 
@@ -89,6 +91,7 @@ def build_spec(image: str, command: tuple[str, ...], **opts):
         name=opts["name"],
         auto_remove=opts["auto_remove"],
         labels=tuple(parse_label(label) for label in opts["label"]),
+        security_opt=opts["security_opt"],
     )
 
 

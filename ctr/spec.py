@@ -82,10 +82,11 @@ class ContainerSpec:
     name: str | None = None
     auto_remove: bool = False
     labels: tuple[tuple[str, str], ...] = field(default=())
+    security_opt: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Accept lists and dicts from Python callers; store tuples so the spec stays hashable.
-        for attr in ("command", "env", "mounts", "cap_add", "cap_drop"):
+        for attr in ("command", "env", "mounts", "cap_add", "cap_drop", "security_opt"):
             value = getattr(self, attr)
             if isinstance(value, str):
                 raise InvalidSpec(f"{attr} must be a sequence, not the string {value!r}")
@@ -99,6 +100,7 @@ class ContainerSpec:
             object.__setattr__(self, "labels", tuple(sorted(self.labels.items())))
         object.__setattr__(self, "cap_add", tuple(parse_capability(c) for c in self.cap_add))
         object.__setattr__(self, "cap_drop", tuple(parse_capability(c) for c in self.cap_drop))
+        object.__setattr__(self, "security_opt", tuple(parse_security_opt(o) for o in self.security_opt))
         self.validate()
 
     def validate(self) -> None:
@@ -147,12 +149,33 @@ class ContainerSpec:
             caps = [c for c in DEFAULT_CAPS if c not in self.cap_drop] + adds
         return tuple(sorted(set(caps), key=CAPABILITIES.index))
 
+    def seccomp_profile(self) -> str:
+        """'default', 'unconfined' or the absolute path of a profile file (the last
+        --security-opt seccomp=... wins, as in Docker)."""
+        chosen = "default"
+        for opt in self.security_opt:
+            if opt.startswith("seccomp="):
+                chosen = opt.removeprefix("seccomp=")
+        return chosen
+
+    def no_new_privs(self) -> bool:
+        """ctr sets no_new_privs unless told `--security-opt no-new-privileges=false`."""
+        value = True
+        for opt in self.security_opt:
+            if opt.startswith("no-new-privileges="):
+                value = opt == "no-new-privileges=true"
+        return value
+
+    def lsm_options(self) -> tuple[str, ...]:
+        """The apparmor=... and label=... options: they need an LSM on the host."""
+        return tuple(o for o in self.security_opt if o.startswith(("apparmor=", "label=")))
+
     def to_dict(self) -> dict:
         """A JSON-able form; from_dict() reverses it."""
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d["mounts"] = [vars(m) for m in self.mounts]
         d["labels"] = dict(self.labels)
-        for key in ("command", "env", "cap_add", "cap_drop"):
+        for key in ("command", "env", "cap_add", "cap_drop", "security_opt"):
             d[key] = list(d[key])
         if self.entrypoint is not None:
             d["entrypoint"] = list(self.entrypoint)
@@ -267,3 +290,30 @@ def parse_label(text: str) -> tuple[str, str]:
     if not key:
         raise InvalidSpec(f"invalid label {text!r}: use KEY=VALUE")
     return key, value
+
+
+def parse_security_opt(text: str) -> str:
+    """One --security-opt, in Docker's spellings ('=' or the old ':'), made canonical:
+    seccomp=unconfined | seccomp=/abs/profile.json, no-new-privileges=true|false,
+    apparmor=PROFILE, label=VALUE. The profile file itself is read when the container is made."""
+    text = str(text)
+    key, sep, value = text.partition("=")
+    if not sep:
+        key, sep, value = text.partition(":")
+    if key == "no-new-privileges":
+        if not sep:
+            return "no-new-privileges=true"
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise InvalidSpec(f"invalid --security-opt {text!r}: no-new-privileges takes true or false")
+        return "no-new-privileges=" + ("true" if value.lower() in ("true", "1") else "false")
+    if not sep or not value:
+        raise InvalidSpec(f"invalid --security-opt {text!r}: use seccomp=unconfined|PROFILE.json, "
+                          "no-new-privileges[=true|false], apparmor=PROFILE or label=VALUE")
+    if key == "seccomp":
+        if value == "unconfined":
+            return "seccomp=unconfined"
+        return "seccomp=" + os.path.abspath(value)
+    if key in ("apparmor", "label"):
+        return f"{key}={value}"
+    raise InvalidSpec(f"invalid --security-opt {text!r}: unknown option {key!r} "
+                      "(seccomp, no-new-privileges, apparmor and label are known)")

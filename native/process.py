@@ -45,6 +45,8 @@ class Identity:
     tty: bool
     stdin: bool
     winsize: bytes | None = None  # struct winsize of ctr's terminal, set before exec to avoid a race
+    seccomp: bytes | None = None  # the compiled filter (ctr.native.seccomp), None: unconfined
+    no_new_privs: bool = True
 
 
 @dataclass(frozen=True)
@@ -262,13 +264,21 @@ def _become(identity: Identity, tty_sock) -> None:
     executable = _find_executable(identity.args[0], env)
 
     # Identity last: the bounding set needs CAP_SETPCAP, setuid needs CAP_SETUID.
+    # Seccomp as runc orders it: as late as possible, right before exec, when no_new_privs
+    # allows an unprivileged process to install it; without no_new_privs the kernel demands
+    # CAP_SYS_ADMIN, so then before the capabilities go (the profile allows what follows).
+    if identity.seccomp is not None and not identity.no_new_privs:
+        sc.seccomp_filter(identity.seccomp)
     caps.drop_bounding_set(identity.caps_mask)
     sc.prctl(sc.PR_SET_KEEPCAPS, 1)
     os.setgroups(list(user.groups))
     os.setgid(user.gid)
     os.setuid(user.uid)
     caps.apply(identity.caps_mask, user.uid)
-    caps.set_no_new_privs()
+    if identity.no_new_privs:
+        caps.set_no_new_privs()
+        if identity.seccomp is not None:
+            sc.seccomp_filter(identity.seccomp)
     _close_on_exec_from(3)
     try:
         os.chdir(identity.cwd)

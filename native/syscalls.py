@@ -56,6 +56,8 @@ IN_CLOEXEC = 0o2000000
 # sys/prctl.h
 PR_SET_PDEATHSIG = 1
 PR_SET_KEEPCAPS = 8
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
@@ -139,6 +141,18 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         effective >> 32, permitted >> 32, inheritable >> 32,
     )
     _check(_libc.syscall(_SYS_capset, header, data), "capset")
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_filter(program: bytes) -> None:
+    """Install a compiled seccomp program (struct sock_filter[], 8 bytes each, as libseccomp's
+    seccomp_export_bpf writes it) on this thread. Needs no_new_privs or CAP_SYS_ADMIN."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
+    _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0), "seccomp")
 
 
 def inotify_watch(path: str | bytes, mask: int) -> int:

@@ -1,0 +1,91 @@
+"""--security-opt on every backend: the checks they share, and the seccomp profile that
+native and lxc install themselves (docker hands the same choice to the engine).
+
+A container's record keeps what it was made with (`record.extra["seccomp"]`): the
+profile ("default", "unconfined" or the file's path) and, for a file, its text as
+read at create, so a later start does not depend on the file staying put, as Docker
+keeps a profile's JSON in the container's HostConfig.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ctr.errors import InvalidSpec, Unsupported
+from ctr.spec import ContainerSpec
+
+from .paths import Paths
+
+
+def host_lsms() -> set[str]:
+    """The Linux security modules active here that --security-opt can name."""
+    found = set()
+    try:
+        found.update(Path("/sys/kernel/security/lsm").read_text().strip().split(","))
+    except OSError:
+        pass
+    try:
+        if Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y":
+            found.add("apparmor")
+    except OSError:
+        pass
+    if Path("/sys/fs/selinux/enforce").exists():
+        found.add("selinux")
+    return found
+
+
+def check_security_opts(spec: ContainerSpec, backend: str, applies_lsm: bool = False) -> dict:
+    """Refuse what cannot be honoured before anything is made; returns what the record keeps.
+    `applies_lsm`: the backend can apply apparmor= and label= where the host has the LSM
+    (the engine can; ctr's own runtimes apply no LSM profile)."""
+    for opt in spec.lsm_options():
+        key = opt.partition("=")[0]
+        lsm = "apparmor" if key == "apparmor" else "selinux"
+        if lsm not in host_lsms():
+            raise Unsupported(backend, f"--security-opt {opt}", f"this host has no {lsm} security module")
+        if not applies_lsm:
+            raise Unsupported(backend, f"--security-opt {opt}", f"ctr applies no {lsm} profile")
+    profile = spec.seccomp_profile()
+    if profile in ("default", "unconfined"):
+        return {"profile": profile}
+    from ctr.native import seccomp
+
+    try:
+        text = Path(profile).read_text()
+    except OSError as exc:
+        raise InvalidSpec(f"invalid --security-opt seccomp={profile}: {exc.strerror.lower()}") from None
+    except UnicodeDecodeError:
+        raise InvalidSpec(f"invalid --security-opt seccomp={profile}: not JSON: not UTF-8 text") from None
+    seccomp.parse(text, profile)
+    return {"profile": profile, "text": text}
+
+
+def seccomp_program(paths: Paths, spec: ContainerSpec, kept: dict | None) -> bytes | None:
+    """The compiled filter for a container (None: unconfined), from ctr's cache when it can."""
+    from ctr.native import seccomp
+
+    kept = kept or {"profile": spec.seccomp_profile()}
+    profile = kept["profile"]
+    if profile == "unconfined":
+        return None
+    if profile == "default":
+        text, source = seccomp.DEFAULT_PROFILE.read_text(), "default"
+    else:
+        text, source = kept["text"], profile
+    return seccomp.compiled(text, source, spec.capabilities(), paths.data / "cache" / "seccomp")
+
+
+def seccomp_summary(kept: dict | None) -> dict:
+    """What `explain` says ctr installed: the profile and how many syscalls it refuses outright."""
+    if not kept:
+        return {}
+    return {k: v for k, v in kept.items() if k != "text"}
+
+
+def profile_text(kept: dict) -> str:
+    from ctr.native import seccomp
+
+    return seccomp.DEFAULT_PROFILE.read_text() if kept["profile"] == "default" else kept["text"]
+
+
+__all__ = ["host_lsms", "check_security_opts", "seccomp_program", "seccomp_summary", "profile_text"]
