@@ -146,9 +146,31 @@ class Filter:
         finally:
             lib.seccomp_release(ctx)
 
+    def verdicts(self) -> dict[str, str]:
+        """Every syscall of the native architecture: 'allowed', 'by argument' (allowed for some
+        argument values only) or 'refused' (by a rule or by the default action)."""
+        lib = _lib()
+        lib.seccomp_syscall_resolve_num_arch.restype = ctypes.c_void_p  # a malloc'd name
+        lib.seccomp_syscall_resolve_num_arch.argtypes = [ctypes.c_uint32, ctypes.c_int]
+        libc = ctypes.CDLL(None)
+        libc.free.argtypes = [ctypes.c_void_p]
+        native = lib.seccomp_arch_native()
+        allowed = {n for r in self.rules if r.action == SCMP_ACT_ALLOW and not r.args for n in r.names}
+        partly = {n for r in self.rules if r.action == SCMP_ACT_ALLOW and r.args for n in r.names}
+        out = {}
+        for nr in range(1024):
+            ptr = lib.seccomp_syscall_resolve_num_arch(native, nr)
+            if not ptr:
+                continue
+            name = ctypes.string_at(ptr).decode()
+            libc.free(ptr)
+            default_allows = self.default_action == SCMP_ACT_ALLOW
+            out[name] = "allowed" if name in allowed or (default_allows and name not in partly) else "by argument" if name in partly else "refused"
+        return out
+
     def refused(self) -> list[str]:
-        """Names the profile lists with a refusing action and no argument condition."""
-        return sorted({n for r in self.rules if r.action != SCMP_ACT_ALLOW and not r.args for n in r.names})
+        """The native architecture's syscalls this filter refuses whatever their arguments."""
+        return sorted(n for n, v in self.verdicts().items() if v == "refused")
 
 
 def _add(lib, ctx, name: str, rule: Rule) -> None:
