@@ -164,8 +164,11 @@ class LxcBackend(KeptBackend):
         """ctr's own LXC container directory, apart from the system's /var/lib/lxc."""
         return self.paths.data / "lxc"
 
-    def check_spec(self, spec: ContainerSpec) -> None:
-        """Refuse what liblxc cannot do here, before anything is made."""
+    def check_spec(self, spec: ContainerSpec) -> dict:
+        """Refuse what liblxc cannot do here, before anything is made; returns the security
+        settings the record keeps."""
+        from .security import check_security_opts
+
         if spec.network == "bridge":
             raise Unsupported(self.name, "--network bridge", self.UNSUPPORTED_FLAGS["--network bridge"])
         wanted = {"memory": spec.memory is not None, "cpu": spec.cpus is not None, "pids": spec.pids_limit is not None}
@@ -173,23 +176,24 @@ class LxcBackend(KeptBackend):
         for controller, asked in wanted.items():
             if asked and _controller_version(controller) is None:
                 raise Unsupported(self.name, flags[controller], f"the {controller} cgroup controller is not available")
+        return check_security_opts(spec, self.name)
 
     # -- creating: record, writable layer, liblxc config; no process ------------------------
 
     def create(self, spec: ContainerSpec) -> Record:
-        self.check_spec(spec)
+        security = self.check_spec(spec)
         image = self.images.get(spec.image)
         layers = [str(p) for p in self.images.layer_paths(image)]
         check_mount_sources(spec)
         record = self.records.reserve(spec.name, self.name, spec.to_dict())
         try:
-            self._define(record, spec, image, layers)
+            self._define(record, spec, image, layers, security)
         except BaseException:
             self._destroy(record)
             raise
         return record
 
-    def _define(self, record: Record, spec: ContainerSpec, image, layers: list[str]) -> None:
+    def _define(self, record: Record, spec: ContainerSpec, image, layers: list[str], security: dict) -> None:
         name = record.name
         cdir = self.records.dir(name)
         rundir = self.paths.runtime / name
@@ -197,7 +201,8 @@ class LxcBackend(KeptBackend):
         process = resolve_process(spec.with_changes(hostname=hostname), image.config)
         record.image, record.image_digest = image.name, image.digest
         record.cgroup = _cgroup_names(record.id)[0]
-        record.extra = {"lxcpath": str(self.lxcpath), "hostname": hostname, "layers": layers, "process": asdict(process)}
+        record.extra = {"lxcpath": str(self.lxcpath), "hostname": hostname, "layers": layers, "process": asdict(process),
+                        "seccomp": security}
         upper, work, rootfs = cdir / "upper", cdir / "work", rundir / "rootfs"
         for p in [*layers, str(upper)]:
             if re.search(r"[:,]", p):
@@ -214,9 +219,14 @@ class LxcBackend(KeptBackend):
         lxcdir = self.lxcpath / name
         shutil.rmtree(lxcdir, ignore_errors=True)  # of an earlier container of this name, if ever left
         lxcdir.mkdir(parents=True, mode=0o700)
+        seccomp_file = None
+        if security["profile"] != "unconfined":
+            seccomp_file = lxcdir / "seccomp"
+            seccomp_file.write_text(lxc_seccomp(spec, security))
         config = lxc_config(
             spec, record.id, hostname, layers, str(upper), str(rootfs), str(lxcdir / "lxc.log"),
             env, process.cwd, user, oom_file=str(rundir / OOM_FILE),
+            seccomp_file=str(seccomp_file) if seccomp_file else None,
         )
         _save_config(name, self.lxcpath, config)
         record.extra["config"] = [list(item) for item in config]
@@ -595,7 +605,7 @@ class LxcBackend(KeptBackend):
         if spec.tty and spec.stdin and not os.isatty(0):
             raise CtrError("the input device is not a TTY")
         record = self._running(name, "exec in")
-        identity = exec_identity(record, spec)
+        identity = exec_identity(record, spec, self.paths)  # liblxc attach loads no seccomp: _become does
         with SignalForwarder() as forwarder:
             pid, master = _attach(self._lxc(name), name, identity, self.lxcpath / name / "lxc.log")
             status = forwarder.follow(pid, master, spec.stdin)
@@ -687,10 +697,12 @@ class LxcBackend(KeptBackend):
 
 
 def lxc_config(spec: ContainerSpec, cid: str, hostname: str, layers: list[str], upper: str, rootfs_mount: str,
-               log_file: str, env: list[str], cwd: str, user: dict, oom_file: str | None = None) -> list[tuple[str, str]]:
+               log_file: str, env: list[str], cwd: str, user: dict, oom_file: str | None = None,
+               seccomp_file: str | None = None) -> list[tuple[str, str]]:
     """The liblxc config items for a spec, in the order they are set; layers bottom first.
     `user` is what _prepare_rootfs found: ids, home, resolved mount targets. With `oom_file`,
-    a stop hook copies the memory cgroup's OOM counters there before liblxc removes it."""
+    a stop hook copies the memory cgroup's OOM counters there before liblxc removes it.
+    `seccomp_file` is the container's profile in liblxc's own format (lxc_seccomp)."""
     from ctr.native.rootfs import MASKED_PATHS
 
     payload, monitor, pivot = _cgroup_names(cid)
@@ -747,8 +759,10 @@ def lxc_config(spec: ContainerSpec, cid: str, hostname: str, layers: list[str], 
     caps = [c.removeprefix("CAP_").lower() for c in spec.capabilities()]
     items += [
         ("lxc.cap.keep", " ".join(caps) or "none"),
-        ("lxc.no_new_privs", "1"),
+        ("lxc.no_new_privs", "1" if spec.no_new_privs() else "0"),
     ]
+    if seccomp_file:
+        items.append(("lxc.seccomp.profile", seccomp_file))
     if spec.network == "host":
         items.append(("lxc.net.0.type", "none"))  # no new network namespace
     else:
@@ -768,6 +782,53 @@ def lxc_config(spec: ContainerSpec, cid: str, hostname: str, layers: list[str], 
     if user["groups"]:
         items.append(("lxc.init.groups", ",".join(str(g) for g in user["groups"])))
     return items
+
+
+def lxc_seccomp(spec: ContainerSpec, security: dict) -> str:
+    """The container's seccomp profile (Docker's JSON, resolved for its caps by ctr.native.seccomp
+    exactly as the native backend resolves it) in liblxc's version 2 format, which liblxc
+    compiles with the same libseccomp and loads in PID 1 before it execs the command.
+
+    Why liblxc's own config and not ctr installing the filter: PID 1 is exec'd by liblxc,
+    not by ctr, and a filter installed in liblxc's monitor would bind liblxc's own set-up
+    (clone with namespace flags, mount, pivot_root) as well. The format says the same:
+    "allowlist errno N" is the default action, a line per syscall and action, argument
+    conditions as [index,value,op] or, for SCMP_CMP_MASKED_EQ, [index,datum,op,mask]
+    (JSON: value is the mask, valueTwo the datum). On x86_64 liblxc adds every rule to
+    x86_64, x86 and x32, so the few rules a profile confines to some architectures
+    (arch_prctl, modify_ldt) reach the 32-bit ABIs too; the x86_64 ABI is exactly the native one."""
+    from ctr.native import seccomp
+
+    from .security import profile_text
+
+    flt = seccomp.parse(profile_text(security), security["profile"]).resolve(spec.capabilities())
+    ops = {v: k for k, v in seccomp.OPERATORS.items()}
+
+    def action(a: int) -> str:
+        kind, data = a & 0xFFFF0000, a & 0xFFFF
+        if a == seccomp.SCMP_ACT_ALLOW:
+            return "allow"
+        if kind == seccomp.SCMP_ACT_ERRNO:
+            return f"errno {data}"
+        if a in (seccomp.SCMP_ACT_KILL_THREAD, seccomp.SCMP_ACT_KILL_PROCESS):
+            return "kill"
+        if a == seccomp.SCMP_ACT_TRAP:
+            return "trap"
+        raise Unsupported("lxc", "--security-opt seccomp=" + security["profile"], "liblxc's profiles know no SCMP_ACT_LOG or SCMP_ACT_TRACE")
+
+    def cond(index: int, op: int, value: int, value2: int) -> str:
+        if ops[op] == "SCMP_CMP_MASKED_EQ":
+            return f"[{index},{value2},{ops[op]},{value}]"
+        return f"[{index},{value},{ops[op]}]"
+
+    lines = ["2", f"allowlist {action(flt.default_action)}", "[all]"]
+    for rule in flt.rules:
+        indexes = [a[0] for a in rule.args]
+        groups = [rule.args] if len(set(indexes)) == len(indexes) else [(a,) for a in rule.args]
+        for name in rule.names:
+            for group in groups:
+                lines.append(f"{name} {action(rule.action)}" + (" " + "".join(cond(*a) for a in group) if group else ""))
+    return "\n".join(lines) + "\n"
 
 
 def _cgroup_items(spec: ContainerSpec) -> list[tuple[str, str]]:
