@@ -389,7 +389,7 @@ class DockerBackend(Backend):
     # --- creating -----------------------------------------------------------------------
 
     def create_config(self, spec: ContainerSpec, process: Process, engine_ref: str, name: str,
-                      foreground: bool = True) -> dict[str, Any]:
+                      foreground: bool = True, security: dict | None = None) -> dict[str, Any]:
         """The body of POST /containers/create: ctr's process in full, every spec field mapped.
 
         A foreground container's output goes to ctr's fds through the attach stream; a
@@ -416,7 +416,7 @@ class DockerBackend(Backend):
             cap_add=cap_add,
             cap_drop=cap_drop,
             network_mode=spec.network,
-            security_opt=["no-new-privileges"],  # ctr sets no_new_privs on every backend
+            security_opt=_security_opt(spec, security),
             # In the foreground the engine's json-file copy of the output would be a second,
             # unread one, and halves the throughput; detached, it is the only one.
             log_config=docker.types.LogConfig(type="none" if foreground else "json-file"),
@@ -456,6 +456,9 @@ class DockerBackend(Backend):
         first, so a name is unique across backends; a generated name the engine already
         has (another state root's container) is replaced, a chosen one is a Conflict."""
         check_mount_sources(spec)  # the same message as on the other backends, before any engine call
+        from .security import check_security_opts
+
+        security = check_security_opts(spec, self.name, applies_lsm=True)
         image, engine_ref = self.ensure_image(spec.image)
         process = resolve_process(spec, image.config)
         attempts = 1 if spec.name else NAME_ATTEMPTS
@@ -463,7 +466,7 @@ class DockerBackend(Backend):
             record = self.records.reserve(spec.name, self.name, spec.to_dict())
             cid: str | None = None
             try:
-                config = self.create_config(spec, process, engine_ref, record.name, foreground)
+                config = self.create_config(spec, process, engine_ref, record.name, foreground, security)
                 try:
                     cid = self.client.api.create_container_from_config(config, name=record.name)["Id"]
                 except engine_exceptions() as exc:
@@ -941,6 +944,22 @@ class _Interrupted(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+def _security_opt(spec: ContainerSpec, security: dict | None) -> list[str]:
+    """HostConfig.SecurityOpt as the docker CLI sends it: no-new-privileges (ctr's default on
+    every backend), a custom seccomp profile as its JSON text (the engine takes no path),
+    unconfined, or nothing for the engine's own default profile; apparmor= and label= as given."""
+    import json
+
+    opts = ["no-new-privileges"] if spec.no_new_privs() else []
+    security = security or {"profile": spec.seccomp_profile()}
+    if security["profile"] == "unconfined":
+        opts.append("seccomp=unconfined")
+    elif security["profile"] != "default":
+        opts.append("seccomp=" + json.dumps(json.loads(security["text"]), separators=(",", ":")))
+    opts += list(spec.lsm_options())
+    return opts
 
 
 class _Foreground:
