@@ -735,6 +735,14 @@ def lxc_config(spec: ContainerSpec, cid: str, hostname: str, layers: list[str], 
         # (liblxc 5.0), lxc.mount.entry lines are applied before it, and a "remount" entry
         # first mounts a new filesystem over the target.
         hooks.append(("lxc.hook.mount", f'{shlex.quote(mount)} -o remount,ro,nosuid,nodev,noexec "$LXC_ROOTFS_MOUNT/sys/fs/cgroup"'))
+        # Docker's read-only /proc paths: proc:mixed makes /proc/sys and /proc/sysrq-trigger
+        # read-only, but not these; no mount entry can name the container's own /proc as a
+        # source, and this hook runs after liblxc's proc mount.
+        for path in ("/proc/bus", "/proc/fs", "/proc/irq"):
+            if Path(path).exists():  # as the masked paths: what this kernel's /proc has
+                target = f'"$LXC_ROOTFS_MOUNT{path}"'
+                hooks.append(("lxc.hook.mount", f"{shlex.quote(mount)} --bind {target} {target}"))
+                hooks.append(("lxc.hook.mount", f"{shlex.quote(mount)} -o remount,bind,ro,nosuid,nodev,noexec {target}"))
     events = _memory_events_file(payload)
     cat = shutil.which("cat")
     if oom_file and events and cat:

@@ -179,3 +179,14 @@ def test_lsm_options_are_unsupported_without_the_lsm(ctr, backend, opt):
     assert r.returncode == 125
     assert r.stderr.strip() == (f"ctr: the {backend.name} backend does not support --security-opt {opt}: "
                                 f"this host has no {'apparmor' if opt.startswith('apparmor') else 'selinux'} security module")
+
+
+@backends_param()
+def test_proc_paths_read_only_as_docker(ctr, backend):
+    """Docker's read-only /proc paths (moby oci/defaults.go), seen in the container's mountinfo."""
+    r = ctr("--backend", backend.name, "run", "--rm", "busybox", "cat", "/proc/self/mountinfo")
+    assert r.returncode == 0, r.stderr
+    options = {f[4]: f[5].split(",") for f in (line.split() for line in r.stdout.splitlines())}
+    for path in ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"):
+        if Path(path).exists():
+            assert "ro" in options.get(path, []), f"{path} is not a read-only mount: {options.get(path)}"
