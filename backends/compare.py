@@ -196,6 +196,9 @@ def explain_run(backend: Backend, spec: ContainerSpec, errors: list[dict]) -> di
                 status = backend.get(spec.name).status
                 raise CtrError(f"the process of container {spec.name} (pid {record.pid}) ended before it could "
                                f"be read: the container is {status}, though it runs `{' '.join(spec.command)}`") from None
+            from .security import installed_seccomp
+
+            doc["security"]["seccomp_profile"] = installed_seccomp(record)
             out["doc"] = doc
             out["keeper"] = keeper_of(doc)
             out["writable_layer"] = writable_layer(backend, spec.name)
@@ -470,6 +473,7 @@ FEATURES: list[Feature] = [
     *[(f"caps.{label}", "capabilities", label, _caps(key)) for key, label in CAP_SETS],
     ("security.seccomp", "security", "seccomp", _sec("seccomp")),
     ("security.seccomp_filters", "security", "seccomp filters", _sec("seccomp_filters")),
+    ("security.seccomp_profile", "security", "seccomp profile", lambda doc: (doc["security"].get("seccomp_profile") or {}).get("profile")),
     ("security.no_new_privs", "security", "no_new_privs", _sec("no_new_privs")),
     ("security.user", "security", "uid:gid", _user),
     ("security.uid_map", "security", "uid map", _sec("uid_map")),

@@ -75,17 +75,33 @@ def seccomp_program(paths: Paths, spec: ContainerSpec, kept: dict | None) -> byt
     return seccomp.compiled(text, source, spec.capabilities(), paths.data / "cache" / "seccomp")
 
 
-def seccomp_summary(kept: dict | None) -> dict:
-    """What `explain` says ctr installed: the profile and how many syscalls it refuses outright."""
-    if not kept:
-        return {}
-    return {k: v for k, v in kept.items() if k != "text"}
-
-
 def profile_text(kept: dict) -> str:
     from ctr.native import seccomp
 
     return seccomp.DEFAULT_PROFILE.read_text() if kept["profile"] == "default" else kept["text"]
 
 
-__all__ = ["host_lsms", "check_security_opts", "seccomp_program", "seccomp_summary", "profile_text"]
+
+
+def installed_seccomp(record) -> dict | None:
+    """Which profile ctr had installed in a container (explain's 'seccomp profile' row):
+    'default' (ctr's), a file, 'unconfined', or 'engine default' (docker's own, which ctr
+    leaves to the engine), and for ctr's how many of the native syscalls it refuses
+    whatever the arguments and how many it allows for some arguments only."""
+    from ctr.errors import CtrError
+    from ctr.native import seccomp
+
+    try:
+        spec = ContainerSpec.from_dict(record.spec)
+    except (TypeError, CtrError):
+        return None  # a record without a spec ctr can read: nothing to say
+    kept = record.extra.get("seccomp") or {"profile": spec.seccomp_profile()}
+    profile = kept["profile"]
+    if profile == "unconfined":
+        return {"profile": "unconfined"}
+    if profile == "default" and record.backend == "docker":
+        return {"profile": "engine default"}
+    verdicts = seccomp.parse(profile_text(kept), profile).resolve(spec.capabilities()).verdicts()
+    values = list(verdicts.values())
+    return {"profile": profile, "syscalls": len(values), "refused": values.count("refused"),
+            "by_argument": values.count("by argument")}

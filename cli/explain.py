@@ -14,8 +14,8 @@ import click
 from .options import errors_to_exit
 
 
-def resolve_container_pid(ctx_obj, name: str) -> int:
-    """The host pid of container `name`'s main process, as its own backend reports it."""
+def resolve_container(ctx_obj, name: str):
+    """Container `name`'s record, as its own backend reports it; it must be running."""
     from ctr.backends import backend_for
     from ctr.backends.paths import Paths
     from ctr.errors import Conflict
@@ -24,7 +24,12 @@ def resolve_container_pid(ctx_obj, name: str) -> int:
     record = backend_for(name, paths).get(name)
     if record.status not in ("running", "paused") or not record.pid:
         raise Conflict(f"container {name} is not running: only a running container can be explained")
-    return record.pid
+    return record
+
+
+def resolve_container_pid(ctx_obj, name: str) -> int:
+    """The host pid of container `name`'s main process, as its own backend reports it."""
+    return resolve_container(ctx_obj, name).pid
 
 
 @click.command(context_settings={"help_option_names": ["--help"]})
@@ -45,7 +50,13 @@ def explain(obj, fmt: str, pid: int | None, name: str | None) -> None:
 
     if (pid is None) == (name is None):
         raise click.UsageError("give exactly one of a container NAME or --pid PID")
+    record = None
     if pid is None:
-        pid = resolve_container_pid(obj, name)
+        record = resolve_container(obj, name)
+        pid = record.pid
     doc = explain_pid(pid)
+    if record is not None:  # beside the kernel's evidence, what ctr asked for
+        from ctr.backends.security import installed_seccomp
+
+        doc["security"]["seccomp_profile"] = installed_seccomp(record)
     click.echo(json.dumps(doc, indent=2) if fmt == "json" else render_table(doc), nl=fmt == "json")

@@ -464,6 +464,13 @@ def parse_id_map(text: str | None) -> list[list[int]] | None:
     return [[int(v) for v in line.split()] for line in text.splitlines() if line.strip()]
 
 
+def seccomp_profile_text(p: dict) -> str:
+    """'default: refuses 75 of 368 syscalls, 2 by argument' (ctr's record, not the kernel's)."""
+    if "refused" not in p:
+        return p["profile"]
+    return f"{p['profile']}: refuses {p['refused']} of {p['syscalls']} syscalls, {p['by_argument']} by argument"
+
+
 def _security(base: Path, status: dict[str, str]) -> dict:
     mode = int(status["Seccomp"]) if "Seccomp" in status else None
     uid_map = parse_id_map(_read_optional(base / "uid_map"))
@@ -710,6 +717,8 @@ def render_table(doc: dict) -> str:
     if sec["seccomp_filters"]:
         seccomp += f" ({sec['seccomp_filters']} filter{'s' if sec['seccomp_filters'] != 1 else ''})"
     row("seccomp", seccomp)
+    if sec.get("seccomp_profile"):
+        row("  profile", seccomp_profile_text(sec["seccomp_profile"]))
     row("no_new_privs", _yes_no(sec["no_new_privs"]))
     for key in ("uid", "gid"):
         ids = sec[key]
