@@ -127,6 +127,7 @@ FEATURE_ROWS: tuple[tuple[str, str], ...] = (
     ("`--network none`", "flag:--network none"),
     ("`--network host`", "flag:--network host"),
     ("`--network bridge`", "flag:--network bridge"),
+    ("`--security-opt seccomp=`, `no-new-privileges`", "flag:--security-opt seccomp"),
 )
 
 
