@@ -115,6 +115,7 @@ class NativeBackend(KeptBackend):
         """Cgroup, namespaces, root, exec: PID 1 of `record`, a child of the calling process."""
         from ctr.native import caps
         from ctr.native.cgroups import Limits, stop_priming
+        from ctr.native.devices import PRIVILEGED, device_policy, host_devices
         from ctr.native.process import Identity, ProcessPlan, spawn
         from ctr.native.rootfs import RootfsPlan
 
@@ -127,14 +128,15 @@ class NativeBackend(KeptBackend):
         rootfs_dir = self.paths.runtime / record.name / "rootfs"
         rootfs_dir.mkdir(parents=True, exist_ok=True)
         driver = _driver()
-        cgroup = driver.create(f"ctr-{record.id}", Limits(spec.memory, spec.cpus, spec.pids_limit))
+        cgroup = driver.create(f"ctr-{record.id}", Limits(spec.memory, spec.cpus, spec.pids_limit),
+                               devices=device_policy(PRIVILEGED if spec.privileged else ()))
         before = (record.status, record.pid, record.pid_start, record.started, record.cgroup)
         joined: list[int] = []
         try:
             plan = ProcessPlan(
                 identity=Identity(
                     args=process.args, env=process.env, cwd=process.cwd, user=process.user,
-                    caps_mask=caps.mask(spec.capabilities()), tty=spec.tty, stdin=spec.stdin, winsize=winsize,
+                    caps_mask=caps.container_mask(spec), tty=spec.tty, stdin=spec.stdin, winsize=winsize,
                     seccomp=program, no_new_privs=spec.no_new_privs(),
                 ),
                 hostname=record.extra["hostname"],
@@ -146,6 +148,9 @@ class NativeBackend(KeptBackend):
                     mounts=spec.mounts,
                     read_only=spec.read_only,
                     cgroup_mounts=tuple(driver.container_mounts()),
+                    privileged=spec.privileged,
+                    # Read at each start, as the engine reads them when it makes the OCI spec.
+                    devices=tuple(host_devices()) if spec.privileged else (),
                 ),
                 host_network=spec.network == "host",
             )
@@ -425,7 +430,7 @@ def exec_identity(record: Record, spec: ExecSpec, paths=None):
         env=merge_env(process["env"], spec.env),
         cwd=spec.workdir or process["cwd"],
         user=spec.user if spec.user is not None else process["user"],
-        caps_mask=caps.mask(cspec.capabilities()),
+        caps_mask=caps.container_mask(cspec),
         tty=spec.tty,
         stdin=spec.stdin,
         winsize=_terminal_size() if spec.tty else None,

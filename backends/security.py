@@ -45,9 +45,9 @@ def check_security_opts(spec: ContainerSpec, backend: str, applies_lsm: bool = F
             raise Unsupported(backend, f"--security-opt {opt}", f"this host has no {lsm} security module")
         if not applies_lsm:
             raise Unsupported(backend, f"--security-opt {opt}", f"ctr applies no {lsm} profile")
-    profile = spec.seccomp_profile()
+    profile = spec.requested_seccomp()
     if profile in ("default", "unconfined"):
-        return {"profile": profile}
+        return {"profile": spec.seccomp_profile()}
     from ctr.native import seccomp
 
     try:
@@ -57,6 +57,8 @@ def check_security_opts(spec: ContainerSpec, backend: str, applies_lsm: bool = F
     except UnicodeDecodeError:
         raise InvalidSpec(f"invalid --security-opt seccomp={profile}: not JSON: not UTF-8 text") from None
     seccomp.parse(text, profile)
+    if spec.privileged:
+        return {"profile": "unconfined"}  # checked, then not used: the engine does the same
     return {"profile": profile, "text": text}
 
 

@@ -55,6 +55,8 @@ _SPEC_OPTIONS = [
     click.option("-l", "--label", multiple=True, metavar="KEY=VALUE", help="Set a label on the container."),
     click.option("--security-opt", multiple=True, metavar="OPT",
                  help="seccomp=unconfined|PROFILE.json, no-new-privileges[=true|false], apparmor=..., label=..."),
+    click.option("--privileged", is_flag=True,
+                 help="As Docker's: every capability, no seccomp, no masked or read-only paths, every device."),
 ]
 
 
@@ -92,6 +94,7 @@ def build_spec(image: str, command: tuple[str, ...], **opts):
         auto_remove=opts["auto_remove"],
         labels=tuple(parse_label(label) for label in opts["label"]),
         security_opt=opts["security_opt"],
+        privileged=opts["privileged"],
     )
 
 

@@ -83,6 +83,7 @@ class ContainerSpec:
     auto_remove: bool = False
     labels: tuple[tuple[str, str], ...] = field(default=())
     security_opt: tuple[str, ...] = ()
+    privileged: bool = False
 
     def __post_init__(self) -> None:
         # Accept lists and dicts from Python callers; store tuples so the spec stays hashable.
@@ -139,7 +140,12 @@ class ContainerSpec:
     def capabilities(self) -> tuple[str, ...]:
         """The capability set of the container's root, by Docker's rules (TweakCapabilities):
         --cap-add ALL keeps all but the drops; --cap-drop ALL keeps only the adds;
-        otherwise the default 14 minus drops plus adds (an add beats a drop)."""
+        otherwise the default 14 minus drops plus adds (an add beats a drop).
+        --privileged: every capability, whatever --cap-add and --cap-drop say (Docker
+        20.10's TweakCapabilities returns them all before it looks at either; on a host whose
+        bounding set lacks some, a backend grants what it can hold: ctr.native.caps.grantable)."""
+        if self.privileged:
+            return CAPABILITIES
         adds = [c for c in self.cap_add if c != "ALL"]
         if "ALL" in self.cap_add:
             caps = [c for c in CAPABILITIES if c not in self.cap_drop]
@@ -150,8 +156,15 @@ class ContainerSpec:
         return tuple(sorted(set(caps), key=CAPABILITIES.index))
 
     def seccomp_profile(self) -> str:
-        """'default', 'unconfined' or the absolute path of a profile file (the last
-        --security-opt seccomp=... wins, as in Docker)."""
+        """The profile the container runs under: 'default', 'unconfined' or the absolute path
+        of a profile file. --privileged is unconfined whatever seccomp= says, as the engine
+        skips seccomp for a privileged container (moby WithSeccomp)."""
+        return "unconfined" if self.privileged else self.requested_seccomp()
+
+    def requested_seccomp(self) -> str:
+        """What --security-opt seccomp= asked for (the last one wins, as in Docker), even
+        under --privileged: a file named there is still read and checked, as the docker
+        CLI reads it before the engine sees the flag."""
         chosen = "default"
         for opt in self.security_opt:
             if opt.startswith("seccomp="):

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ctr.spec import CAPABILITIES
+
+if TYPE_CHECKING:
+    from ctr.spec import ContainerSpec
 
 from . import syscalls
 
@@ -44,3 +49,27 @@ def apply(keep: int, uid: int) -> None:
 
 def set_no_new_privs() -> None:
     syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def own_bounding_set() -> int:
+    """The bounding set of this process (CapBnd of /proc/self/status): the most a child can hold."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapBnd:"):
+                return int(line.split()[1], 16)
+    raise OSError(2, "no CapBnd line", "/proc/self/status")
+
+
+def grantable(m: int) -> int:
+    """`m` less what this process cannot pass on: a privileged container gets every
+    capability the kernel knows and ctr holds (a host that lacks one, as a sandbox whose
+    bounding set has no CAP_SYS_RESOURCE, cannot give it to any container; Podman's
+    --privileged follows the same rule)."""
+    return m & own_bounding_set() & ((1 << (syscalls.cap_last_cap() + 1)) - 1)
+
+
+def container_mask(spec: "ContainerSpec") -> int:
+    """The capability mask of a container's root: its spec's set, or under --privileged
+    every capability this process can pass on."""
+    m = mask(spec.capabilities())
+    return grantable(m) if spec.privileged else m

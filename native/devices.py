@@ -6,14 +6,16 @@ A rule is what the v1 devices controller takes in devices.allow / devices.deny
 device node that came with an image is usable, or not, the same way everywhere.
 
 device_policy() is the one place the list is made: deny everything, then
-Docker's allowances, then whatever the caller adds (a later --device or
---privileged passes its rules as `extra`; a later rule overrides an earlier one,
+Docker's allowances, then whatever the caller adds (--privileged passes
+PRIVILEGED as `extra`, a later --device its rules; a later rule overrides an earlier one,
 as a later write to devices.allow/deny does).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -91,6 +93,61 @@ def device_policy(extra: Sequence[DeviceRule] = ()) -> tuple[DeviceRule, ...]:
     return (DeviceRule(False, "a"), *(parse_rule(r) for r in DEFAULT_ALLOW), *extra)
 
 
+# --privileged: every device, every access (Docker's privileged device rule, 'a *:* rwm').
+PRIVILEGED = (DeviceRule(True, "a"),)
+
+
+@dataclass(frozen=True)
+class HostDevice:
+    """A device node of the host's /dev, as a privileged container gets it: its path under
+    /dev, its number, and the host node's permission bits and owner."""
+
+    path: str  # relative to /dev: "loop0", "net/tun"
+    type: str  # "b" or "c"
+    major: int
+    minor: int
+    mode: int  # permission bits only
+    uid: int
+    gid: int
+
+
+# What runc's GetDevices (libcontainer/devices) leaves out of a privileged container's /dev:
+# these directories are the container's own mounts or links, /dev/console is its terminal.
+_SKIP_DIRS = frozenset(("pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"))
+
+
+def host_devices(root: str = "/dev") -> list[HostDevice]:
+    """Every block and character device under the host's /dev, as Docker's --privileged
+    puts them into the container's /dev (runc GetDevices: symlinks, fifos, sockets and
+    /dev/console are not devices it copies; /dev/ptmx stays the container's devpts link)."""
+    out: list[HostDevice] = []
+
+    def walk(rel: str) -> None:
+        try:
+            entries = sorted(os.scandir(os.path.join(root, rel)), key=lambda e: e.name)
+        except OSError:
+            return
+        for entry in entries:
+            path = os.path.join(rel, entry.name) if rel else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                if entry.name not in _SKIP_DIRS:
+                    walk(path)
+                continue
+            if entry.name == "console" or path == "ptmx":
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # gone meanwhile
+            if stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode):
+                kind = "b" if stat.S_ISBLK(st.st_mode) else "c"
+                out.append(HostDevice(path, kind, os.major(st.st_rdev), os.minor(st.st_rdev),
+                                      stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))
+
+    walk("")
+    return out
+
+
 def v1_writes(rules: Sequence[DeviceRule]) -> list[tuple[str, str]]:
     """(file, value) writes that put `rules` into a v1 devices cgroup, in order."""
     return [("devices.allow" if r.allow else "devices.deny", str(r)) for r in rules]
@@ -107,4 +164,5 @@ def effective(rules: Sequence[DeviceRule]) -> tuple[bool, list[DeviceRule]]:
     return default, kept
 
 
-__all__ = ["DeviceRule", "parse_rule", "device_policy", "v1_writes", "effective", "DEFAULT_ALLOW"]
+__all__ = ["DeviceRule", "parse_rule", "device_policy", "v1_writes", "effective", "DEFAULT_ALLOW",
+           "PRIVILEGED", "HostDevice", "host_devices"]

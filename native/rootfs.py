@@ -17,6 +17,7 @@ from ctr.spec import Mount
 
 from . import syscalls as sc
 from .cgroups import CgroupMount
+from .devices import HostDevice
 from .fspath import resolve_in_root
 
 NOSUID_NODEV_NOEXEC = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
@@ -44,6 +45,10 @@ class RootfsPlan:
     mounts: tuple[Mount, ...] = ()
     read_only: bool = False
     cgroup_mounts: tuple[CgroupMount, ...] = field(default=())
+    # --privileged, as runc runs Docker's: /sys and the cgroups writable, nothing masked or
+    # read-only under /proc, and `devices` (the host's) made in /dev beside the usual ones.
+    privileged: bool = False
+    devices: tuple[HostDevice, ...] = field(default=())
 
 
 def _mkdir_in(root: str, path: str, mode: int = 0o755) -> str:
@@ -71,13 +76,21 @@ def bind_volume(root: str, m: Mount) -> None:
         sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_REC)
 
 
-def mount_dev(root: str) -> None:
+def mount_dev(root: str, host_devices: tuple[HostDevice, ...] = ()) -> None:
     dev = _mkdir_in(root, "/dev")
     sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k")
     old = os.umask(0)
     try:
         for name, major, minor in DEVICES:
             os.mknod(f"{dev}/{name}", 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+        for d in host_devices:
+            # runc's createDevices: the host's node, mode and owner; one that exists stays.
+            target = os.path.join(dev, d.path)
+            os.makedirs(os.path.dirname(target), 0o755, exist_ok=True)
+            if not os.path.lexists(target):
+                kind = stat.S_IFBLK if d.type == "b" else stat.S_IFCHR
+                os.mknod(target, d.mode | kind, os.makedev(d.major, d.minor))
+                os.chown(target, d.uid, d.gid)
         os.mkdir(f"{dev}/pts", 0o755)
         sc.mount("devpts", f"{dev}/pts", "devpts", sc.MS_NOSUID | sc.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")
         os.symlink("pts/ptmx", f"{dev}/ptmx")
@@ -93,23 +106,26 @@ def mount_dev(root: str) -> None:
     os.symlink("/proc/kcore", f"{dev}/core")
 
 
-def mount_sys(root: str, cgroup_mounts: tuple[CgroupMount, ...], host_net: bool) -> None:
+def mount_sys(root: str, cgroup_mounts: tuple[CgroupMount, ...], host_net: bool, writable: bool = False) -> None:
+    """/sys and the container's cgroups at /sys/fs/cgroup, read-only unless `writable`
+    (--privileged: Docker then clears the read-only flag of both mounts)."""
+    ro = 0 if writable else sc.MS_RDONLY
     sys_dir = _mkdir_in(root, "/sys")
     if host_net:
         # sysfs may only be mounted fresh from a net namespace we own; bind the host's instead.
         sc.mount("/sys", sys_dir, None, sc.MS_BIND | sc.MS_REC)
-        sc.mount(None, sys_dir, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | NOSUID_NODEV_NOEXEC)
+        sc.mount(None, sys_dir, None, sc.MS_BIND | sc.MS_REMOUNT | ro | NOSUID_NODEV_NOEXEC)
     else:
-        sc.mount("sysfs", sys_dir, "sysfs", NOSUID_NODEV_NOEXEC | sc.MS_RDONLY)
+        sc.mount("sysfs", sys_dir, "sysfs", NOSUID_NODEV_NOEXEC | ro)
     cg = f"{sys_dir}/fs/cgroup"
     sc.mount("tmpfs", cg, "tmpfs", NOSUID_NODEV_NOEXEC, "mode=755")
     for m in cgroup_mounts:
         target = os.path.join(cg, m.target) if m.target else cg
         os.makedirs(target, exist_ok=True)
-        sc.mount("cgroup", target, m.fstype, NOSUID_NODEV_NOEXEC | sc.MS_RDONLY, m.options or None)
+        sc.mount("cgroup", target, m.fstype, NOSUID_NODEV_NOEXEC | ro, m.options or None)
         for link in m.symlinks:
             os.symlink(m.target, os.path.join(cg, link))
-    if cgroup_mounts and cgroup_mounts[0].target:
+    if cgroup_mounts and cgroup_mounts[0].target and not writable:
         sc.mount(None, cg, None, sc.MS_REMOUNT | sc.MS_RDONLY | NOSUID_NODEV_NOEXEC, "mode=755")
 
 
@@ -135,11 +151,12 @@ def build(plan: RootfsPlan, host_net: bool) -> None:
     root = plan.rootfs
     proc = _mkdir_in(root, "/proc")
     sc.mount("proc", proc, "proc", NOSUID_NODEV_NOEXEC)
-    mount_dev(root)
-    mount_sys(root, plan.cgroup_mounts, host_net)
+    mount_dev(root, plan.devices)
+    mount_sys(root, plan.cgroup_mounts, host_net, writable=plan.privileged)
     for m in plan.mounts:
         bind_volume(root, m)
-    mask_paths(root)
+    if not plan.privileged:  # Docker's privileged containers have no masked or read-only paths
+        mask_paths(root)
     pivot(root)
     if plan.read_only:
         sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)

@@ -161,3 +161,34 @@ def test_unknown_machine_is_an_oserror(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bpf.platform, "machine", lambda: "pdp11")
     with pytest.raises(OSError, match="unknown syscall number"):
         bpf.load(device_policy())
+
+
+def test_privileged_policy_allows_everything() -> None:
+    from ctr.native.devices import PRIVILEGED
+
+    assert effective(device_policy(PRIVILEGED)) == (True, [])
+    assert v1_writes(device_policy(PRIVILEGED))[-1] == ("devices.allow", "a")
+
+
+def test_host_devices_are_what_runc_copies(tmp_path) -> None:
+    """Block and character nodes at any depth; not pts/shm/fd/mqueue, console, ptmx, links, fifos."""
+    import os
+    import stat
+
+    from ctr.native.devices import host_devices
+
+    if os.geteuid() != 0:
+        pytest.skip("mknod needs root")
+    (tmp_path / "net").mkdir()
+    (tmp_path / "pts").mkdir()
+    os.mknod(tmp_path / "loop0", 0o600 | stat.S_IFBLK, os.makedev(7, 0))
+    os.mknod(tmp_path / "net" / "tun", 0o666 | stat.S_IFCHR, os.makedev(10, 200))
+    os.chown(tmp_path / "net" / "tun", 0, 5)
+    os.chmod(tmp_path / "net" / "tun", 0o666)
+    for skipped in ("console", "ptmx", "pts/0"):
+        os.mknod(tmp_path / skipped, 0o620 | stat.S_IFCHR, os.makedev(5, 1))
+    os.mkfifo(tmp_path / "fifo")
+    os.symlink("loop0", tmp_path / "link")
+    found = host_devices(str(tmp_path))
+    assert [(d.path, d.type, d.major, d.minor, d.mode, d.gid) for d in found] == [
+        ("loop0", "b", 7, 0, 0o600, 0), ("net/tun", "c", 10, 200, 0o666, 5)]

@@ -121,3 +121,30 @@ def test_resolve_process_overrides_like_docker():
     assert resolve_process(ContainerSpec("img", entrypoint=[], command=["ls"]), CONFIG).args == ("ls",)
     with pytest.raises(InvalidSpec, match="no command"):
         resolve_process(ContainerSpec("img", entrypoint=[]), CONFIG)
+
+
+def test_privileged_is_every_capability_and_unconfined(tmp_path):
+    from ctr.spec import CAPABILITIES
+
+    # Docker 20.10 gives a privileged container every capability before it looks at
+    # --cap-add or --cap-drop, and the engine skips seccomp for it.
+    spec = ContainerSpec("busybox", privileged=True, cap_drop=["NET_RAW"], security_opt=["seccomp=unconfined"])
+    assert spec.capabilities() == CAPABILITIES
+    assert spec.seccomp_profile() == "unconfined"
+    profile = tmp_path / "p.json"
+    spec = ContainerSpec("busybox", privileged=True, security_opt=[f"seccomp={profile}"])
+    assert spec.seccomp_profile() == "unconfined" and spec.requested_seccomp() == str(profile)
+    assert ContainerSpec.from_dict(spec.to_dict()) == spec
+    assert ContainerSpec.from_dict({k: v for k, v in ContainerSpec("busybox").to_dict().items() if k != "privileged"}).privileged is False
+
+
+def test_privileged_still_checks_a_named_profile(tmp_path):
+    from ctr.backends.security import check_security_opts
+
+    missing = tmp_path / "missing.json"
+    with pytest.raises(InvalidSpec, match="seccomp="):
+        check_security_opts(ContainerSpec("busybox", privileged=True, security_opt=[f"seccomp={missing}"]), "native")
+    good = tmp_path / "good.json"
+    good.write_text('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []}')
+    kept = check_security_opts(ContainerSpec("busybox", privileged=True, security_opt=[f"seccomp={good}"]), "native")
+    assert kept == {"profile": "unconfined"}
