@@ -186,9 +186,16 @@ def exec_failure(text: str) -> CtrError | None:
     return CtrError(message)
 
 
-def start_error(exc: BaseException, name: str) -> CtrError:
+def start_error(exc: BaseException, name: str, privileged: bool = False) -> CtrError:
     """A failed start, with Docker's exit codes: 127 for a missing command, 126 for one
     that cannot be executed, 125 for everything else (unknown user, bad mount, ...)."""
+    if privileged and "unable to apply caps" in _explanation(exc):
+        # Docker's --privileged asks runc for every capability the kernel knows; where the
+        # engine's bounding set lacks one (a sandboxed host), runc's capset fails. Nothing
+        # ctr can send changes that: the engine ignores --cap-drop for a privileged container.
+        return Unsupported("docker", "--privileged", "the engine cannot grant every capability here "
+                           "(runc: unable to apply caps: operation not permitted); the native and lxc "
+                           "backends grant every capability ctr holds")
     error = exec_failure(_explanation(exc))
     if error is None:
         return engine_error(exc, f"cannot start container {name}")
@@ -398,7 +405,11 @@ class DockerBackend(Backend):
         import docker
 
         api = self.client.api
-        if "ALL" in spec.cap_add:
+        if spec.privileged:
+            # The engine's own --privileged (every capability, no seccomp, no masked paths,
+            # /sys writable, every host device): it ignores --cap-add and --cap-drop then.
+            cap_add, cap_drop = None, None
+        elif "ALL" in spec.cap_add:
             # spec.capabilities() follows Docker's own rule here, and the engine's ALL means
             # every capability it knows; naming them one by one could name one it does not.
             cap_add, cap_drop = ["ALL"], [c.removeprefix("CAP_") for c in spec.cap_drop if c != "ALL"]
@@ -416,6 +427,7 @@ class DockerBackend(Backend):
             cap_add=cap_add,
             cap_drop=cap_drop,
             network_mode=spec.network,
+            privileged=spec.privileged,
             security_opt=_security_opt(spec, security),
             # In the foreground the engine's json-file copy of the output would be a second,
             # unread one, and halves the throughput; detached, it is the only one.
@@ -545,7 +557,7 @@ class DockerBackend(Backend):
             try:
                 self.client.api.start(cid)
             except engine_exceptions() as exc:
-                raise start_error(exc, name) from exc
+                raise start_error(exc, name, bool(record.spec.get("privileged"))) from exc
 
     # --- state --------------------------------------------------------------------------
 
@@ -1010,7 +1022,7 @@ class _Foreground:
             try:
                 self.api.start(self.container_id)
             except engine_exceptions() as exc:
-                raise start_error(exc, self.name) from exc
+                raise start_error(exc, self.name, self.spec.privileged) from exc
             self.started = True
             return self.backend._call(f"lost container {self.name}", self._stream_until_exit, sock, waiter)
         finally:

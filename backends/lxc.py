@@ -223,10 +223,17 @@ class LxcBackend(KeptBackend):
         if security["profile"] != "unconfined":
             seccomp_file = lxcdir / "seccomp"
             seccomp_file.write_text(lxc_seccomp(spec, security))
+        devices_script = None
+        if spec.privileged:
+            from ctr.native.devices import host_devices
+
+            devices_script = lxcdir / "devices"
+            devices_script.write_text(lxc_devices_script(host_devices()))
         config = lxc_config(
             spec, record.id, hostname, layers, str(upper), str(rootfs), str(lxcdir / "lxc.log"),
             env, process.cwd, user, oom_file=str(rundir / OOM_FILE),
             seccomp_file=str(seccomp_file) if seccomp_file else None,
+            devices_script=str(devices_script) if devices_script else None,
         )
         _save_config(name, self.lxcpath, config)
         record.extra["config"] = [list(item) for item in config]
@@ -698,11 +705,14 @@ class LxcBackend(KeptBackend):
 
 def lxc_config(spec: ContainerSpec, cid: str, hostname: str, layers: list[str], upper: str, rootfs_mount: str,
                log_file: str, env: list[str], cwd: str, user: dict, oom_file: str | None = None,
-               seccomp_file: str | None = None) -> list[tuple[str, str]]:
+               seccomp_file: str | None = None, devices_script: str | None = None) -> list[tuple[str, str]]:
     """The liblxc config items for a spec, in the order they are set; layers bottom first.
     `user` is what _prepare_rootfs found: ids, home, resolved mount targets. With `oom_file`,
     a stop hook copies the memory cgroup's OOM counters there before liblxc removes it.
-    `seccomp_file` is the container's profile in liblxc's own format (lxc_seccomp)."""
+    `seccomp_file` is the container's profile in liblxc's own format (lxc_seccomp);
+    `devices_script` makes the host's devices in its /dev (--privileged: lxc_devices_script)."""
+    from ctr.native.caps import container_mask
+    from ctr.native.caps import names as capnames
     from ctr.native.rootfs import MASKED_PATHS
 
     payload, monitor, pivot = _cgroup_names(cid)
@@ -718,7 +728,8 @@ def lxc_config(spec: ContainerSpec, cid: str, hostname: str, layers: list[str], 
         items.append(("lxc.rootfs.options", "ro"))
     items += [
         # :force mounts the container's cgroups even when it keeps CAP_SYS_ADMIN.
-        ("lxc.mount.auto", "proc:mixed sys:ro cgroup:ro:force"),
+        # --privileged: /proc, /sys and the cgroups writable, as Docker leaves them then.
+        ("lxc.mount.auto", "proc:rw sys:rw cgroup:rw:force" if spec.privileged else "proc:mixed sys:ro cgroup:ro:force"),
         ("lxc.autodev", "1"),
         ("lxc.pty.max", "1024"),  # a devpts of its own, as Docker's /dev/pts
         ("lxc.tty.max", "0"),
@@ -728,7 +739,7 @@ def lxc_config(spec: ContainerSpec, cid: str, hostname: str, layers: list[str], 
     # Hooks are shell commands; version 1: no arguments appended, the LXC_* variables in the environment.
     hooks: list[tuple[str, str]] = []
     mount = shutil.which("mount")
-    if mount:
+    if mount and not spec.privileged:
         # liblxc leaves the tmpfs under the cgroup mounts writable; Docker's is not. A mount
         # hook runs in the container's mount namespace after liblxc mounted the cgroups. No
         # config item can do it: every lxc.mount.auto cgroup mode mounts that tmpfs writable
@@ -743,6 +754,11 @@ def lxc_config(spec: ContainerSpec, cid: str, hostname: str, layers: list[str], 
                 target = f'"$LXC_ROOTFS_MOUNT{path}"'
                 hooks.append(("lxc.hook.mount", f"{shlex.quote(mount)} --bind {target} {target}"))
                 hooks.append(("lxc.hook.mount", f"{shlex.quote(mount)} -o remount,bind,ro,nosuid,nodev,noexec {target}"))
+    if devices_script:
+        # Docker's privileged /dev: the host's device nodes beside liblxc's own. The autodev
+        # hook runs in the container's mount namespace once liblxc has populated its /dev.
+        # A script file, as liblxc 5.0 runs only the first statement of a hook's command line.
+        hooks.append(("lxc.hook.autodev", f"/bin/sh {shlex.quote(devices_script)}"))
     events = _memory_events_file(payload)
     cat = shutil.which("cat")
     if oom_file and events and cat:
@@ -756,7 +772,7 @@ def lxc_config(spec: ContainerSpec, cid: str, hostname: str, layers: list[str], 
     for m, target in zip(spec.mounts, user["targets"]):
         opts = "rbind" + (",ro" if m.read_only else "")
         items.append(("lxc.mount.entry", f"{_fstab(m.source)} {_fstab(target.lstrip('/'))} none {opts} 0 0"))
-    for path in MASKED_PATHS:  # Docker's masked paths; optional, as not every kernel has each
+    for path in () if spec.privileged else MASKED_PATHS:  # Docker's; optional, as not every kernel has each
         host = Path(path)
         if host.is_dir():
             items.append(("lxc.mount.entry", f"tmpfs {path.lstrip('/')} tmpfs ro,optional 0 0"))
@@ -764,7 +780,8 @@ def lxc_config(spec: ContainerSpec, cid: str, hostname: str, layers: list[str], 
             items.append(("lxc.mount.entry", f"/dev/null {path.lstrip('/')} none bind,optional 0 0"))
     if not spec.tty:
         items.append(("lxc.console.path", "none"))  # PID 1 gets the monitor's stdio as it is
-    caps = [c.removeprefix("CAP_").lower() for c in spec.capabilities()]
+    # liblxc would keep only what its bounding set holds anyway; say so in the config.
+    caps = [c.removeprefix("CAP_").lower() for c in capnames(container_mask(spec))]
     items += [
         ("lxc.cap.keep", " ".join(caps) or "none"),
         ("lxc.no_new_privs", "1" if spec.no_new_privs() else "0"),
@@ -790,6 +807,20 @@ def lxc_config(spec: ContainerSpec, cid: str, hostname: str, layers: list[str], 
     if user["groups"]:
         items.append(("lxc.init.groups", ",".join(str(g) for g in user["groups"])))
     return items
+
+
+def lxc_devices_script(devices) -> str:
+    """A shell script that makes `devices` (ctr.native.devices.host_devices) in the container's
+    /dev with the host's number, mode and owner, as runc does for a privileged container;
+    a node liblxc made already stays."""
+    lines = ['dev="$LXC_ROOTFS_MOUNT/dev"']
+    for d in devices:
+        path = shlex.quote(d.path)
+        if "/" in d.path:
+            lines.append(f'mkdir -p "$dev"/{shlex.quote(d.path.rsplit("/", 1)[0])}')
+        lines.append(f'[ -e "$dev"/{path} ] || {{ mknod -m {d.mode:o} "$dev"/{path} {d.type} {d.major} {d.minor}'
+                     f' && chown {d.uid}:{d.gid} "$dev"/{path}; }} || exit 1')
+    return "\n".join(lines) + "\n"
 
 
 def lxc_seccomp(spec: ContainerSpec, security: dict) -> str:
@@ -864,10 +895,11 @@ def _cgroup_items(spec: ContainerSpec) -> list[tuple[str, str]]:
         items.append((key("pids", "pids.max"), "max" if spec.pids_limit == -1 else str(spec.pids_limit)))
     # The device policy every backend shares (Docker's default); on cgroup2 liblxc compiles
     # the same keys into a BPF device program.
-    from ctr.native.devices import device_policy, v1_writes
+    from ctr.native.devices import PRIVILEGED, device_policy, v1_writes
 
     prefix = "lxc.cgroup" if _controller_version("devices") == 1 else "lxc.cgroup2"
-    items += [(f"{prefix}.{filename}", rule) for filename, rule in v1_writes(device_policy())]
+    policy = device_policy(PRIVILEGED if spec.privileged else ())
+    items += [(f"{prefix}.{filename}", rule) for filename, rule in v1_writes(policy)]
     return items
 
 
