@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ctr.errors import InvalidSpec
-from ctr.spec import ContainerSpec, parse_capability
+from ctr.spec import ContainerSpec, parse_capability, parse_security_opt
 
 READ_FORMATS = ("lxc", "docker", "oci", "ctr")
 WRITE_FORMATS = ("lxc", "docker-run", "compose", "oci", "ctr")
@@ -351,10 +351,21 @@ def _lxc_limits(conv: Conversion, values: dict[str, list[str]], done: set[str]) 
             spec["pids_limit"] = -1 if value == "max" else int(value)
 
 
+def _security_warnings(spec: dict, fmt: str) -> list[str]:
+    """--privileged and --security-opt, which ctr's lxc and OCI writers do not translate:
+    ctr's own backends apply them (ctr run --privileged / --security-opt)."""
+    out = []
+    if spec.get("privileged"):
+        out.append(f"privileged = true: not carried into the {fmt}; ctr run --privileged applies it on every backend")
+    for opt in spec.get("security_opt") or []:
+        out.append(f"security_opt {opt}: not carried into the {fmt}; ctr run --security-opt applies it")
+    return out
+
+
 def write_lxc(spec: dict, resolve: Callable[[str], Any] | None = None) -> tuple[str, list[str]]:
     from .lxc import _controller_version
 
-    warnings: list[str] = []
+    warnings: list[str] = _security_warnings(spec, "lxc config")
     lines: list[str] = [f"# converted by ctr from a container spec{' for ' + spec['name'] if spec.get('name') else ''}"]
 
     def add(key: str, value: Any) -> None:
@@ -525,9 +536,8 @@ def docker_to_spec(doc: dict, volumes_as_binds: bool = True) -> Conversion:
     swap = host.get("MemorySwap")
     if swap not in (None, 0, -1) and swap != spec["memory"] and not (spec["memory"] and swap == 2 * spec["memory"]):
         conv.warn(f"HostConfig.MemorySwap = {swap}", "ctr derives the swap limit from the memory limit")
-    for opt in host.get("SecurityOpt") or []:
-        if opt not in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"):
-            conv.warn(f"HostConfig.SecurityOpt {opt}", "ctr sets no-new-privileges and no other security option")
+    _docker_security(conv, host.get("SecurityOpt") or [])
+    spec["privileged"] = bool(get(host, "HostConfig", "Privileged"))
     log = host.get("LogConfig") or {}
     if log.get("Type") not in (None, "", "json-file", "none") or log.get("Config"):
         conv.warn(f"HostConfig.LogConfig = {json.dumps(log)}", "ctr keeps logs in docker's json-file format, unconfigurable")
@@ -548,6 +558,29 @@ def docker_to_spec(doc: dict, volumes_as_binds: bool = True) -> Conversion:
     if state:
         conv.warn(", ".join(state), "the state of a container, not its configuration: not converted")
     return conv
+
+
+def _docker_security(conv: Conversion, opts: list[str]) -> None:
+    """HostConfig.SecurityOpt as the docker CLI stored it, into the spec's security_opt.
+    no-new-privileges is ctr's default, so only =false is kept; the engine holds a custom
+    seccomp profile as its JSON text, which a spec cannot (it names a file)."""
+    out = []
+    for opt in opts:
+        key, _, value = opt.replace(":", "=", 1).partition("=")
+        if key == "seccomp" and value.lstrip().startswith("{"):
+            conv.warn("HostConfig.SecurityOpt seccomp={...}", "a custom profile's JSON text: save it to a file and "
+                      "pass --security-opt seccomp=FILE")
+            continue
+        if key == "seccomp" and value == "builtin":
+            continue  # the engine's default profile: ctr's default is the same
+        try:
+            canonical = parse_security_opt(opt)
+        except InvalidSpec as exc:
+            conv.warn(f"HostConfig.SecurityOpt {opt}", str(exc).partition(": ")[2] or str(exc))
+            continue
+        if canonical != "no-new-privileges=true":
+            out.append(canonical)
+    conv.spec["security_opt"] = out
 
 
 def _docker_default(path: str, value: Any) -> bool:
@@ -619,6 +652,10 @@ def write_docker_run(spec: dict, resolve: Callable[[str], Any] | None = None) ->
     for c in spec.get("cap_drop") or []:
         args += ["--cap-drop", c.removeprefix("CAP_")]
     args += ["--network", spec.get("network") or "none"]
+    if spec.get("privileged"):
+        args.append("--privileged")
+    for opt in spec.get("security_opt") or []:
+        args += ["--security-opt", opt]
     command = list(spec.get("command") or [])
     entry = spec.get("entrypoint")
     if entry is not None:
@@ -668,6 +705,10 @@ def write_compose(spec: dict, resolve: Callable[[str], Any] | None = None) -> tu
     if spec.get("cap_drop"):
         service.append(("cap_drop", [c.removeprefix("CAP_") for c in spec["cap_drop"]]))
     service.append(("network_mode", spec.get("network") or "none"))
+    if spec.get("privileged"):
+        service.append(("privileged", True))
+    if spec.get("security_opt"):
+        service.append(("security_opt", list(spec["security_opt"])))
     if spec.get("tty"):
         service.append(("tty", True))
     if spec.get("stdin"):
@@ -790,7 +831,7 @@ def read_oci(text: str, origin: str = "") -> Conversion:
 def write_oci(spec: dict, resolve: Callable[[str], Any] | None = None) -> tuple[str, list[str]]:
     from ctr.native.rootfs import MASKED_PATHS, READONLY_PATHS
 
-    warnings: list[str] = []
+    warnings: list[str] = _security_warnings(spec, "OCI config")
     args, env, cwd, user, complete = _process(spec, resolve)
     if not any(e.startswith("PATH=") for e in env):
         env = [DEFAULT_PATH] + env

@@ -19,6 +19,7 @@ from ctr.backends.convert import (
 )
 from ctr.backends.images import ImageConfig
 from ctr.errors import InvalidSpec
+from ctr.spec import ContainerSpec
 
 # Every key ctr can express, in both cgroup versions' spellings where they differ.
 CONVERTIBLE_LXC = """\
@@ -193,11 +194,12 @@ def test_docker_inspect_to_ctr():
     assert (s["memory"], s["cpus"], s["pids_limit"], s["read_only"], s["auto_remove"]) == (64 << 20, 1.5, 100, True, True)
     assert s["cap_add"] == ["CAP_NET_ADMIN"] and s["cap_drop"] == ["CAP_MKNOD"]
     assert s["network"] == "bridge" and s["labels"] == {"team": "a"}
+    assert s["security_opt"] == ["seccomp=unconfined"] and s["privileged"] is False
     assert s["mounts"] == [{"source": "/srv/data", "target": "/data", "read_only": True},
                            {"source": "/var/lib/docker/volumes/cache/_data", "target": "/cache", "read_only": False}]
     text = "\n".join(conv.warnings)
     for key in ("HostConfig.PortBindings", "HostConfig.RestartPolicy", "HostConfig.ExtraHosts", "HostConfig.Ulimits",
-                "Config.ExposedPorts", "Config.StopSignal", "seccomp=unconfined", "Mounts[1] (volume cache",
+                "Config.ExposedPorts", "Config.StopSignal", "Mounts[1] (volume cache",
                 "HostConfig.MemorySwap"):
         assert key in text, key
     state_line = next(w for w in conv.warnings if "not its configuration" in w)
@@ -291,3 +293,23 @@ def test_ctr_reader_takes_records_and_names_unknown_fields():
     out, warnings = convert(json.dumps(record), "ctr", "ctr")
     assert json.loads(out)["command"] == ["true"]
     assert warnings == ["bogus: not a field of a ctr spec"]
+
+
+def test_docker_security_opt_and_privileged_carry_over():
+    doc = json.loads(json.dumps(DOCKER_INSPECT))
+    doc["HostConfig"].update(Privileged=True, SecurityOpt=[
+        "no-new-privileges:false", "seccomp=builtin", 'seccomp={"defaultAction":"SCMP_ACT_ALLOW"}',
+        "apparmor=unconfined", "systempaths=unconfined"])
+    conv = read_docker(json.dumps(doc))
+    assert conv.spec["privileged"] is True
+    assert conv.spec["security_opt"] == ["no-new-privileges=false", "apparmor=unconfined"]
+    text = "\n".join(conv.warnings)
+    assert "seccomp={...}" in text and "systempaths" in text and "Privileged" not in text
+    ContainerSpec.from_dict(conv.spec)  # a valid spec
+    out, _ = convert(json.dumps(doc), "docker", "docker-run")
+    argv = shlex.split(out)
+    assert "--privileged" in argv and argv[argv.index("--security-opt") + 1] == "no-new-privileges=false"
+    compose, _ = convert(json.dumps(doc), "docker", "compose")
+    assert 'privileged: true' in compose and '"apparmor=unconfined"' in compose
+    _, warnings = convert(json.dumps(doc), "docker", "lxc")
+    assert any(w.startswith("privileged = true") for w in warnings)
