@@ -128,6 +128,7 @@ FEATURE_ROWS: tuple[tuple[str, str], ...] = (
     ("`--network host`", "flag:--network host"),
     ("`--network bridge`", "flag:--network bridge"),
     ("`--security-opt seccomp=`, `no-new-privileges`", "flag:--security-opt seccomp"),
+    ("`--privileged`", "flag:--privileged"),
 )
 
 
