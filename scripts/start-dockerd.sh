@@ -96,8 +96,11 @@ mkdir -p "$(dirname "$LOG")" "$(dirname "$PIDFILE")"
 echo "=== $(date -u +%FT%TZ) start-dockerd: $DOCKERD $*" >>"$LOG"
 # setsid: own session and process group, so signals meant for the caller's terminal
 # or job do not reach the engine. Without job control the background child is not a
-# group leader, so setsid execs in place and $! is dockerd's pid.
-setsid "$DOCKERD" "$@" </dev/null >>"$LOG" 2>&1 &
+# group leader, so setsid execs in place and $! is dockerd's pid. bash first closes
+# every descriptor above 2 the caller left open: a daemon must not keep them (started
+# under `flock LOCK cmd`, dockerd held the lock for as long as it ran).
+bash -c 'for fd in /proc/self/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null
+exec setsid "$0" "$@"' "$DOCKERD" "$@" </dev/null >>"$LOG" 2>&1 &
 pid=$!
 printf '%s\n%s\n' "$pid" "$(start_time "$pid")" >"$PIDFILE.tmp"
 mv "$PIDFILE.tmp" "$PIDFILE"

@@ -138,25 +138,8 @@ NODE_PROBE = ("for f in /blk /mem; do if cat $f > /dev/null 2> /e; then echo $f 
 
 
 def devnodes_rootfs() -> bytes:
-    from ctr.backends.images import find_busybox
-
-    busybox, _ = find_busybox()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for d in ("bin", "dev"):
-            ti = tarfile.TarInfo(d)
-            ti.type, ti.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(ti)
-        tar.add(busybox, "bin/busybox")
-        for applet in ("sh", "cat", "echo", "test"):
-            ti = tarfile.TarInfo(f"bin/{applet}")
-            ti.type, ti.linkname = tarfile.SYMTYPE, "busybox"
-            tar.addfile(ti)
-        for name, (kind, major, minor) in NODES.items():
-            ti = tarfile.TarInfo(name)
-            ti.type, ti.mode, ti.devmajor, ti.devminor = kind, 0o666, major, minor
-            tar.addfile(ti)
-    return buf.getvalue()
+    nodes = ((name, kind, (major, minor), 0o666) for name, (kind, major, minor) in NODES.items())
+    return _tar(*_busybox_members(("sh", "cat", "echo", "test")), ("dev", tarfile.DIRTYPE), *nodes)
 
 
 @backends_param()
@@ -182,7 +165,7 @@ def test_device_nodes_from_an_image_cannot_be_opened(backend, tmp_path) -> None:
 
 
 def _tar(*members: tuple) -> bytes:
-    """(name, type[, data or link[, mode]]) -> tar bytes."""
+    """(name, type[, data, link or (major, minor)[, mode]]) -> tar bytes."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, kind, *rest in members:
@@ -191,6 +174,9 @@ def _tar(*members: tuple) -> bytes:
             data = rest[0] if rest else b""
             if kind == tarfile.SYMTYPE:
                 ti.linkname = data
+                tar.addfile(ti)
+            elif kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+                ti.devmajor, ti.devminor = data
                 tar.addfile(ti)
             else:
                 ti.size = len(data)
@@ -217,13 +203,17 @@ def _docker_archive(images: list[tuple[list[bytes], list[str]]]) -> bytes:
     return _tar(*((name, tarfile.REGTYPE, data) for name, data in files.items()))
 
 
-def _busybox_layer() -> bytes:
+def _busybox_members(applets: tuple[str, ...]) -> list[tuple]:
+    """The host's static busybox as /bin/busybox, and /bin/APPLET links to it."""
     from ctr.backends.images import find_busybox
 
     busybox, _ = find_busybox()
-    applets = ("sh", "ls", "cat", "echo", "id")
-    return _tar(("bin", tarfile.DIRTYPE), ("bin/busybox", tarfile.REGTYPE, Path(busybox).read_bytes(), 0o755),
-                *((f"bin/{a}", tarfile.SYMTYPE, "busybox") for a in applets))
+    return [("bin", tarfile.DIRTYPE), ("bin/busybox", tarfile.REGTYPE, Path(busybox).read_bytes(), 0o755),
+            *((f"bin/{a}", tarfile.SYMTYPE, "busybox") for a in applets)]
+
+
+def _busybox_layer() -> bytes:
+    return _tar(*_busybox_members(("sh", "ls", "cat", "echo", "id")))
 
 
 @backends_param()
