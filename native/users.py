@@ -23,8 +23,12 @@ def _read(path: str) -> list[list[str]]:
         return []
 
 
-def resolve_user(spec: str, etc: str = "/etc") -> User:
-    """As runc's user.GetExecUser: numeric ids need no passwd entry, names must have one."""
+def resolve_user(spec: str, etc: str = "/etc", group_add: tuple[str, ...] = ()) -> User:
+    """As runc's user.GetExecUser: numeric ids need no passwd entry, names must have one.
+
+    `groups` is what Docker hands runc as the additional gids: the primary gid, the groups
+    the user is a member of in /etc/group (unless a group was given), then --group-add
+    (names or gids), each once."""
     passwd = [e for e in _read(f"{etc}/passwd") if len(e) >= 7]
     group = [e for e in _read(f"{etc}/group") if len(e) >= 3]
     user_part, _, group_part = (spec or "0").partition(":")
@@ -50,7 +54,22 @@ def resolve_user(spec: str, etc: str = "/etc") -> User:
             if g is None:
                 raise InvalidSpec(f"unable to find group {group_part}: no matching entries in group file")
             gid = int(g[2])
-    extra: tuple[int, ...] = ()
+    extra = [gid]
     if username and not group_part:  # an explicit group replaces the supplementary ones, as in runc
-        extra = tuple(int(e[2]) for e in group if len(e) > 3 and username in e[3].split(",") and int(e[2]) != gid)
-    return User(uid=uid, gid=gid, groups=extra, home=home or "/")
+        extra += [int(e[2]) for e in group if len(e) > 3 and username in e[3].split(",")]
+    extra += additional_groups(group_add, group)
+    return User(uid=uid, gid=gid, groups=tuple(dict.fromkeys(extra)), home=home or "/")
+
+
+def additional_groups(names: tuple[str, ...], group: list[list[str]]) -> list[int]:
+    """--group-add as runc's GetAdditionalGroups: a group's name or gid from /etc/group, else a bare number."""
+    out = []
+    for name in names:
+        g = next((e for e in group if e[0] == name or e[2] == name), None)
+        if g is not None:
+            out.append(int(g[2]))
+        elif name.isdigit() and int(name) <= 0x7FFFFFFF:
+            out.append(int(name))
+        else:
+            raise InvalidSpec(f"unable to find group {name}: no matching entries in group file")
+    return out
