@@ -92,6 +92,7 @@ from ctr.errors import BackendUnavailable, CommandNotExecutable, CommandNotFound
 from ctr.spec import ContainerSpec
 
 from .base import BackendInfo, ExecSpec, check_mount_sources, exit_status, resolve_process
+from . import etcfiles
 from .images import ImageStore
 from .kept import MONITOR_EXIT_TIMEOUT, KeptBackend, wait_pid
 from .records import Record, RecordStore, process_start_time
@@ -209,6 +210,9 @@ class LxcBackend(KeptBackend):
                 raise CtrError(f"cannot use {p} as an overlay layer of container {name}: the path contains ':' or ','")
         for d in (upper, work, rootfs):
             d.mkdir(parents=True, exist_ok=True)
+        # /etc/hostname, hosts, resolv.conf: bind mounts like the user's, after them.
+        spec = spec.with_changes(mounts=spec.mounts + etcfiles.write(cdir, spec, hostname))
+        layers = [*layers, etcfiles.init_layer(cdir)]  # their mount points, out of the writable layer
         try:
             user = _prepare_rootfs(name, layers, str(upper), str(work), str(rootfs), process.user, process.cwd, spec)
         finally:

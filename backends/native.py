@@ -21,6 +21,7 @@ from ctr.errors import Conflict, CtrError, NotFound, Unsupported
 from ctr.spec import ContainerSpec
 
 from .base import BackendInfo, ExecSpec, Process, check_mount_sources, exit_status, resolve_process
+from . import etcfiles
 from .images import ImageStore
 from .kept import KeptBackend, wait_pid
 from .records import Record, RecordStore, process_start_time
@@ -125,6 +126,8 @@ class NativeBackend(KeptBackend):
         program = seccomp_program(self.paths, spec, record.extra.get("seccomp"))
         process = Process(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.extra["process"].items()})
         cdir = self.records.dir(record.name)
+        # Written afresh at every start, as Docker rebuilds them for each start.
+        etc_mounts = etcfiles.write(cdir, spec, record.extra["hostname"])
         rootfs_dir = self.paths.runtime / record.name / "rootfs"
         rootfs_dir.mkdir(parents=True, exist_ok=True)
         driver = _driver()
@@ -142,10 +145,10 @@ class NativeBackend(KeptBackend):
                 hostname=record.extra["hostname"],
                 rootfs=RootfsPlan(
                     rootfs=str(rootfs_dir),
-                    lower=tuple(record.extra["layers"]),
+                    lower=(*record.extra["layers"], etcfiles.init_layer(cdir)),
                     upper=str(cdir / "upper"),
                     work=str(cdir / "work"),
-                    mounts=spec.mounts,
+                    mounts=spec.mounts + etc_mounts,
                     read_only=spec.read_only,
                     cgroup_mounts=tuple(driver.container_mounts()),
                     privileged=spec.privileged,

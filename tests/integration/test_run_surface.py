@@ -97,3 +97,30 @@ def test_dev_has_what_dockers_has(ctr, backend, oracle):
     assert expected.returncode == 0, expected.stderr
     r = _ctr_run(ctr, backend.name, "IMAGE", "ls", "/dev")
     assert (r.returncode, r.stdout) == (0, expected.stdout), r.stderr
+
+
+ETC_FILES = "cat /etc/hostname; echo --; cat /etc/hosts; echo --; cat /etc/resolv.conf; echo --; ls -ln /etc/hostname /etc/hosts /etc/resolv.conf | cut -c1-35; grep -cE ' /etc/(hosts|hostname|resolv.conf) ' /proc/self/mountinfo"
+
+
+@backends_param()
+@pytest.mark.parametrize("flags", [("--network", "none"), ("--network", "host"), ("--network", "none", "--read-only")],
+                         ids=["none", "host", "read-only"])
+def test_etc_hostname_hosts_resolv_conf_are_dockers(ctr, backend, oracle, flags):
+    network, rest = flags[1], flags[2:]
+    expected = oracle("-h", "box", *rest, "IMAGE", "sh", "-c", ETC_FILES, network=network)
+    assert expected.returncode == 0, expected.stderr
+    r = _ctr_run(ctr, backend.name, "--network", network, "-h", "box", *rest, "IMAGE", "sh", "-c", ETC_FILES)
+    assert (r.returncode, r.stdout) == (0, expected.stdout), r.stderr
+
+
+@backends_param()
+def test_etc_hostname_is_the_generated_hostname(ctr, backend):
+    r = _ctr_run(ctr, backend.name, "IMAGE", "sh", "-c", 'test "$(cat /etc/hostname)" = "$(hostname)" && echo same')
+    assert r.stdout == "same\n", r.stderr
+
+
+@backends_param()
+def test_a_volume_at_etc_hosts_wins(ctr, backend, tmp_path):
+    (tmp_path / "hosts").write_text("10.0.0.1 mine\n")
+    r = _ctr_run(ctr, backend.name, "-v", f"{tmp_path / 'hosts'}:/etc/hosts:ro", "IMAGE", "cat", "/etc/hosts")
+    assert r.stdout == "10.0.0.1 mine\n", r.stderr
