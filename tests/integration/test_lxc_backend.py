@@ -436,7 +436,7 @@ def test_layers_whiteouts_and_symlinked_mount_targets(backend, capfd, layered_im
                          image=layered_image, user="alice",
                          mounts=(Mount(str(tmp_path), "/var/run/x"), Mount(str(tmp_path), "/hostetc/evil")))
     assert out.splitlines() == ["from the top layer", "volume", "volume", "no-vi",
-                                "uid=1000(alice) gid=1000(alice) groups=50(staff)"], err
+                                "uid=1000(alice) gid=1000(alice) groups=50(staff),1000(alice)"], err
     assert not Path("/etc/evil").exists()  # the image's link to /etc never reached the host's
 
 
@@ -657,7 +657,7 @@ def test_exec_is_the_containers_process(backend, ctr, paths):
         assert r.stderr == "err\n"
         r = lxc_cli(ctr, "exec", "-u", "nobody", "-w", "/tmp/new", "lxc-exec", "sh", "-c",
                     "id; pwd; echo $HOME; grep CapEff /proc/self/status")
-        assert r.stdout.splitlines() == ["uid=65534(nobody) gid=65534(nobody)", "/tmp/new",
+        assert r.stdout.splitlines() == ["uid=65534(nobody) gid=65534(nobody) groups=65534(nobody)", "/tmp/new",
                                          "/home", "CapEff:\t0000000000000000"], r.stderr
         assert lxc_cli(ctr, "exec", "-i", "lxc-exec", "cat", input="in\n").stdout == "in\n"
         assert lxc_cli(ctr, "exec", "lxc-exec", "sh", "-c", "exit 6").returncode == 6
