@@ -99,7 +99,8 @@ class Container:
         start(self.backend, self.name)  # with this process's garbage collected first: see there
         return self.refresh()
 
-    def stop(self, timeout: float = 10) -> "Container":
+    def stop(self, timeout: float | None = None) -> "Container":
+        """--stop-signal, then SIGKILL after `timeout` seconds (None: the container's --stop-timeout, else 10)."""
         self.backend.stop(self.name, timeout)
         return self.refresh()
 

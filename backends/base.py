@@ -7,6 +7,7 @@ by resolve_process(), so that the image's config means the same on all three.
 
 from __future__ import annotations
 
+import functools
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -79,6 +80,61 @@ def resolve_process(spec: ContainerSpec, config: ImageConfig) -> Process:
     )
 
 
+def writes_cidfile(create):
+    """Decorates a backend's create(spec, ...): --cidfile as the docker CLI's. A FILE that
+    exists already is refused before anything is made; FILE is claimed (O_EXCL, so two
+    ctr calls cannot both take it), gets the id once the container exists, and is removed
+    again if the create fails."""
+
+    @functools.wraps(create)
+    def wrapper(self, spec: ContainerSpec, *args, **kwargs):
+        if spec.cidfile is None:
+            return create(self, spec, *args, **kwargs)
+        try:
+            fd = os.open(spec.cidfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            raise Conflict(f"container ID file found, make sure the other container isn't running "
+                           f"or delete {spec.cidfile}") from None
+        except OSError as exc:
+            raise InvalidSpec(f"invalid --cidfile {spec.cidfile}: {exc.strerror.lower()}") from None
+        try:
+            record = create(self, spec, *args, **kwargs)
+            os.write(fd, record.id.encode())  # no newline, as Docker's
+        except BaseException:
+            os.unlink(spec.cidfile)
+            raise
+        finally:
+            os.close(fd)
+        return record
+
+    return wrapper
+
+
+DEFAULT_STOP_TIMEOUT = 10
+
+
+def stop_plan(spec: dict, timeout: float | None) -> tuple[int, float | None]:
+    """How `stop` ends a container whose record holds `spec`, as the engine's: its stop
+    signal (SIGTERM), then SIGKILL after `timeout`, else its stop timeout, else 10 seconds;
+    a negative one waits for ever (None)."""
+    from ctr.spec import parse_signal
+
+    sig = parse_signal(spec["stop_signal"]) if spec.get("stop_signal") else 15
+    if timeout is None:
+        timeout = spec.get("stop_timeout")
+        timeout = DEFAULT_STOP_TIMEOUT if timeout is None else timeout
+    return sig, (None if timeout < 0 else timeout)
+
+
+def check_host_gateway(backend: "Backend", spec: ContainerSpec) -> None:
+    """--add-host NAME:host-gateway names the engine's bridge gateway; native and lxc have none."""
+    from ctr.spec import HOST_GATEWAY
+
+    flag = "--add-host NAME:host-gateway"
+    if any(h.partition(":")[2] == HOST_GATEWAY for h in spec.extra_hosts) and flag in backend.UNSUPPORTED_FLAGS:
+        raise Unsupported(backend.name, flag, backend.UNSUPPORTED_FLAGS[flag])
+
+
 def check_mount_sources(spec: ContainerSpec) -> None:
     """Docker would create a missing source; ctr refuses it, since a typo should not make a directory."""
     for m in spec.mounts:
@@ -129,6 +185,9 @@ FEATURE_ROWS: tuple[tuple[str, str], ...] = (
     ("`--network bridge`", "flag:--network bridge"),
     ("`--security-opt seccomp=`, `no-new-privileges`", "flag:--security-opt seccomp"),
     ("`--privileged`", "flag:--privileged"),
+    ("`--add-host`, `--group-add`, `--env-file`", "flag:--add-host"),
+    ("`--add-host NAME:host-gateway`", "flag:--add-host NAME:host-gateway"),
+    ("`--stop-signal`, `--stop-timeout`, `--cidfile`", "flag:--stop-signal"),
 )
 
 
@@ -214,7 +273,9 @@ class Backend(ABC):
     def list(self) -> "list[Record]":
         raise Unsupported(self.name, "list")
 
-    def stop(self, name: str, timeout: float = 10) -> None:
+    def stop(self, name: str, timeout: float | None = None) -> None:
+        """The container's --stop-signal (SIGTERM), then SIGKILL after `timeout` seconds;
+        None: its --stop-timeout, else 10 (stop_plan)."""
         raise Unsupported(self.name, "stop")
 
     def kill(self, name: str, sig: int = 9) -> None:

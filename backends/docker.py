@@ -48,7 +48,7 @@ from ctr.errors import (
 from ctr.native.threads import start_quiet_thread
 from ctr.spec import ContainerSpec
 
-from .base import Backend, BackendInfo, ExecSpec, Process, check_mount_sources, merge_env, resolve_process
+from .base import Backend, BackendInfo, ExecSpec, Process, check_mount_sources, merge_env, resolve_process, writes_cidfile
 from .logs import LogEntry
 from .paths import Paths
 from .records import Record, RecordStore
@@ -429,6 +429,8 @@ class DockerBackend(Backend):
             network_mode=spec.network,
             privileged=spec.privileged,
             security_opt=_security_opt(spec, security),
+            extra_hosts=list(spec.extra_hosts) or None,  # "NAME:IP", as the docker CLI sends them
+            group_add=list(spec.group_add) or None,
             # In the foreground the engine's json-file copy of the output would be a second,
             # unread one, and halves the throughput; detached, it is the only one.
             log_config=docker.types.LogConfig(type="none" if foreground else "json-file"),
@@ -458,11 +460,14 @@ class DockerBackend(Backend):
             detach=not foreground,
             labels=labels,
             host_config=host_config,
+            stop_signal=spec.stop_signal,
+            stop_timeout=spec.stop_timeout,
         )
 
     def create(self, spec: ContainerSpec) -> Record:
         return self._create(spec, foreground=False)
 
+    @writes_cidfile
     def _create(self, spec: ContainerSpec, foreground: bool) -> Record:
         """The record and the engine container, both or neither. The record is reserved
         first, so a name is unique across backends; a generated name the engine already
@@ -643,14 +648,19 @@ class DockerBackend(Backend):
 
     # --- stopping and removing ----------------------------------------------------------
 
-    def stop(self, name: str, timeout: float = 10) -> None:
-        """The engine's stop: SIGTERM, then SIGKILL after `timeout` seconds (whole ones, as the API takes)."""
+    def stop(self, name: str, timeout: float | None = None) -> None:
+        """The engine's stop: the container's StopSignal, then SIGKILL after `timeout` seconds
+        (whole ones, as the API takes; None: its StopTimeout, else 10, as the engine's)."""
+        from .base import stop_plan
+
         record = self.get(name)
         if record.status not in ACTIVE:
             return
         cid = record.extra["docker_id"]
-        self._call(f"cannot stop container {name}", self.client.api.stop, cid, timeout=max(0, math.ceil(timeout)),
-                   if_missing=None)
+        _, grace = stop_plan(record.spec, timeout)
+        # Always an explicit t: the SDK's HTTP timeout grows by it (the engine's -1 waits for ever).
+        self._call(f"cannot stop container {name}", self.client.api.stop, cid,
+                   timeout=-1 if grace is None else max(0, math.ceil(grace)), if_missing=None)
         if record.spec.get("auto_remove"):
             self._wait_removed(record)
 

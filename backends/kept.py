@@ -55,11 +55,14 @@ class KeptBackend(Backend):
         except NotFound:
             return False  # removed as it ended (--rm)
 
-    def stop(self, name: str, timeout: float = 10) -> None:
-        """SIGTERM, then SIGKILL after `timeout` seconds, as `docker stop`; returns once
-        the keeper has recorded the end."""
+    def stop(self, name: str, timeout: float | None = None) -> None:
+        """The stop signal, then SIGKILL after the grace period (stop_plan), as `docker stop`;
+        returns once the keeper has recorded the end."""
+        from .base import stop_plan
+
         record = self.get(name)
-        if record.status in ("running", "paused") and not self._signal_and_wait(record, signal.SIGTERM, timeout):
+        sig, grace = stop_plan(record.spec, timeout)
+        if record.status in ("running", "paused") and not self._signal_and_wait(record, sig, grace):
             self._signal_and_wait(record, signal.SIGKILL, MONITOR_EXIT_TIMEOUT)
         self._wait_keeper(name, MONITOR_EXIT_TIMEOUT)
 
@@ -84,9 +87,9 @@ class KeptBackend(Backend):
             self._signal_and_wait(record, signal.SIGKILL, MONITOR_EXIT_TIMEOUT)
         self._wait_keeper(record.name, MONITOR_EXIT_TIMEOUT)
 
-    def _signal_and_wait(self, record: Record, sig: int, timeout: float) -> bool:
+    def _signal_and_wait(self, record: Record, sig: int, timeout: float | None) -> bool:
         """Signal PID 1 (thawing a paused container so it can act), wait up to `timeout` for it
-        to exit; True when it has (or was gone already)."""
+        to exit (None: for ever, 0: not at all); True when it has (or was gone already)."""
         from ctr.native import syscalls as sc
 
         try:
@@ -102,7 +105,7 @@ class KeptBackend(Backend):
                 return True
             if record.status == "paused":
                 self._thaw(record)
-            return bool(select.select([pidfd], [], [], timeout)[0]) if timeout else False
+            return bool(select.select([pidfd], [], [], timeout)[0]) if timeout != 0 else False
         finally:
             os.close(pidfd)
 

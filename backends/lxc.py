@@ -91,7 +91,8 @@ from ctr import errors as _errors
 from ctr.errors import BackendUnavailable, CommandNotExecutable, CommandNotFound, Conflict, CtrError, NotFound, Unsupported
 from ctr.spec import ContainerSpec
 
-from .base import BackendInfo, ExecSpec, check_mount_sources, exit_status, resolve_process
+from .base import (BackendInfo, ExecSpec, check_host_gateway, check_mount_sources, exit_status, resolve_process,
+                   writes_cidfile)
 from . import etcfiles
 from .images import ImageStore
 from .kept import MONITOR_EXIT_TIMEOUT, KeptBackend, wait_pid
@@ -108,7 +109,8 @@ LXC_LOCK_DIR = Path("/run/lxc/lock")  # liblxc's per-container lock files (lxclo
 
 class LxcBackend(KeptBackend):
     name = "lxc"
-    UNSUPPORTED_FLAGS = {"--network bridge": "there is no bridge for containers on this host; use --network none or host"}
+    UNSUPPORTED_FLAGS = {"--network bridge": "there is no bridge for containers on this host; use --network none or host",
+                         "--add-host NAME:host-gateway": "there is no bridge for containers on this host, so there is no host gateway: give the host's address"}
 
     @classmethod
     def probe(cls) -> BackendInfo:
@@ -172,6 +174,7 @@ class LxcBackend(KeptBackend):
 
         if spec.network == "bridge":
             raise Unsupported(self.name, "--network bridge", self.UNSUPPORTED_FLAGS["--network bridge"])
+        check_host_gateway(self, spec)
         wanted = {"memory": spec.memory is not None, "cpu": spec.cpus is not None, "pids": spec.pids_limit is not None}
         flags = {"memory": "--memory", "cpu": "--cpus", "pids": "--pids-limit"}
         for controller, asked in wanted.items():
@@ -181,6 +184,7 @@ class LxcBackend(KeptBackend):
 
     # -- creating: record, writable layer, liblxc config; no process ------------------------
 
+    @writes_cidfile
     def create(self, spec: ContainerSpec) -> Record:
         security = self.check_spec(spec)
         image = self.images.get(spec.image)
@@ -1088,7 +1092,7 @@ def _prepare_rootfs(name: str, layers: list[str], upper: str, work: str, mountpo
             os.chroot(mountpoint)
             os.chdir("/")
             os.umask(0o022)
-            u = resolve_user(user, "/etc")
+            u = resolve_user(user, "/etc", spec.group_add)
             for d in ("/dev", "/proc", "/sys", cwd):
                 os.makedirs(d, exist_ok=True)
             resolved = []

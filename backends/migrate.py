@@ -119,9 +119,10 @@ def effective_hostname(record: Record) -> str:
 
 def portable_spec(record: Record, name: str | None = None) -> ContainerSpec:
     """The container's spec with what its backend decided pinned (the host name), so it
-    comes out the same elsewhere; `name` replaces its name."""
+    comes out the same elsewhere; `name` replaces its name. --cidfile was written when the
+    container was first made; the copy is no new `create` of the user's, so it writes none."""
     spec = ContainerSpec.from_dict(record.spec)
-    return spec.with_changes(name=name or record.name, hostname=effective_hostname(record))
+    return spec.with_changes(name=name or record.name, hostname=effective_hostname(record), cidfile=None)
 
 
 def base_image(store: ImageStore, record: Record) -> Image:
@@ -362,7 +363,7 @@ def import_bundle(paths: Paths, path: str, *, backend: str | None = None, name: 
             info = bundle.info
             target = get_backend(backend or info.backend or "native", paths)
             store = ImageStore(paths)
-            spec = ContainerSpec.from_dict(info.spec).with_changes(name=name or info.name)
+            spec = ContainerSpec.from_dict(info.spec).with_changes(name=name or info.name, cidfile=None)
             if info.hostname and not spec.hostname:
                 spec = spec.with_changes(hostname=info.hostname)
             _preflight_image_free(target, spec, paths)

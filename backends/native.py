@@ -20,7 +20,8 @@ from pathlib import Path
 from ctr.errors import Conflict, CtrError, NotFound, Unsupported
 from ctr.spec import ContainerSpec
 
-from .base import BackendInfo, ExecSpec, Process, check_mount_sources, exit_status, resolve_process
+from .base import (BackendInfo, ExecSpec, Process, check_host_gateway, check_mount_sources, exit_status, resolve_process,
+                   writes_cidfile)
 from . import etcfiles
 from .images import ImageStore
 from .kept import KeptBackend, wait_pid
@@ -58,7 +59,8 @@ def _stop_priming() -> None:
 
 class NativeBackend(KeptBackend):
     name = "native"
-    UNSUPPORTED_FLAGS = {"--network bridge": "ctr makes no bridge: use --network none or host"}
+    UNSUPPORTED_FLAGS = {"--network bridge": "ctr makes no bridge: use --network none or host",
+                         "--add-host NAME:host-gateway": "ctr makes no bridge, so there is no host gateway: give the host's address"}
 
     @classmethod
     def probe(cls) -> BackendInfo:
@@ -88,8 +90,10 @@ class NativeBackend(KeptBackend):
 
         if spec.network == "bridge":
             raise Unsupported(self.name, "--network bridge", self.UNSUPPORTED_FLAGS["--network bridge"])
+        check_host_gateway(self, spec)
         return check_security_opts(spec, self.name)
 
+    @writes_cidfile
     def create(self, spec: ContainerSpec) -> Record:
         """A container that exists (record, writable layer) but has no process yet."""
         security = self.check_spec(spec)
@@ -140,7 +144,7 @@ class NativeBackend(KeptBackend):
                 identity=Identity(
                     args=process.args, env=process.env, cwd=process.cwd, user=process.user,
                     caps_mask=caps.container_mask(spec), tty=spec.tty, stdin=spec.stdin, winsize=winsize,
-                    seccomp=program, no_new_privs=spec.no_new_privs(),
+                    seccomp=program, no_new_privs=spec.no_new_privs(), group_add=spec.group_add,
                 ),
                 hostname=record.extra["hostname"],
                 rootfs=RootfsPlan(
@@ -439,6 +443,7 @@ def exec_identity(record: Record, spec: ExecSpec, paths=None):
         winsize=_terminal_size() if spec.tty else None,
         seccomp=program,
         no_new_privs=cspec.no_new_privs(),
+        group_add=cspec.group_add,  # as moby's exec: getUser with the container's GroupAdd
     )
 
 

@@ -4,7 +4,6 @@ so `ctr stop web` works whichever backend made `web`."""
 from __future__ import annotations
 
 import json
-import signal as _signal
 import sys
 import time
 
@@ -15,18 +14,6 @@ from ctr.errors import InvalidSpec
 from .options import errors_to_exit, pass_obj
 
 command = click.command  # each command is registered lazily by cli.main (LAZY_COMMANDS)
-
-
-def parse_signal(text: str) -> int:
-    """'KILL', 'SIGKILL', 'kill' or '9' -> 9."""
-    if text.isdigit():
-        return int(text)
-    name = text.upper()
-    name = name if name.startswith("SIG") else "SIG" + name
-    try:
-        return int(_signal.Signals[name])
-    except KeyError:
-        raise InvalidSpec(f"invalid signal {text!r}") from None
 
 
 def _backend(obj, name: str):
@@ -67,22 +54,25 @@ def start(obj, names) -> None:
     _each(obj, names, lambda backend, name: backend.start(name))
 
 
+STOP_TIME_HELP = "Seconds to wait before SIGKILL (default: the container's --stop-timeout, else 10)."
+
+
 @command()
-@click.option("-t", "--time", "timeout", default=10, show_default=True, type=float, help="Seconds to wait before SIGKILL.")
+@click.option("-t", "--time", "timeout", default=None, type=float, help=STOP_TIME_HELP)
 @click.argument("names", nargs=-1, required=True)
 @pass_obj
 @errors_to_exit
-def stop(obj, timeout: float, names) -> None:
-    """Stop running containers: SIGTERM, then SIGKILL after a grace period."""
+def stop(obj, timeout: float | None, names) -> None:
+    """Stop running containers: their --stop-signal (SIGTERM), then SIGKILL after a grace period."""
     _each(obj, names, lambda backend, name: backend.stop(name, timeout))
 
 
 @command()
-@click.option("-t", "--time", "timeout", default=10, show_default=True, type=float, help="Seconds to wait before SIGKILL.")
+@click.option("-t", "--time", "timeout", default=None, type=float, help=STOP_TIME_HELP)
 @click.argument("names", nargs=-1, required=True)
 @pass_obj
 @errors_to_exit
-def restart(obj, timeout: float, names) -> None:
+def restart(obj, timeout: float | None, names) -> None:
     """Stop, then start containers again."""
     _each(obj, names, lambda backend, name: (backend.stop(name, timeout), backend.start(name)))
 
@@ -94,6 +84,8 @@ def restart(obj, timeout: float, names) -> None:
 @errors_to_exit
 def kill(obj, sig: str, names) -> None:
     """Send a signal to the main process of running containers."""
+    from ctr.spec import parse_signal
+
     signum = parse_signal(sig)
     _each(obj, names, lambda backend, name: backend.kill(name, signum))
 

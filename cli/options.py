@@ -57,6 +57,12 @@ _SPEC_OPTIONS = [
                  help="seccomp=unconfined|PROFILE.json, no-new-privileges[=true|false], apparmor=..., label=..."),
     click.option("--privileged", is_flag=True,
                  help="As Docker's: every capability, no seccomp, no masked or read-only paths, every device."),
+    click.option("--add-host", multiple=True, metavar="HOST:IP", help="Add a line to /etc/hosts (HOST:IP or HOST=IP)."),
+    click.option("--group-add", multiple=True, metavar="GROUP", help="Add a supplementary group (name or gid)."),
+    click.option("--env-file", multiple=True, metavar="FILE", help="Read environment variables from a file (-e wins over it)."),
+    click.option("--stop-signal", metavar="SIGNAL", help="Signal `ctr stop` sends first (default SIGTERM)."),
+    click.option("--stop-timeout", metavar="SECONDS", help="Seconds `ctr stop` waits before SIGKILL (default 10)."),
+    click.option("--cidfile", metavar="FILE", help="Write the container ID to FILE (which must not exist)."),
 ]
 
 
@@ -69,14 +75,16 @@ def spec_options(func):
 
 def build_spec(image: str, command: tuple[str, ...], **opts):
     """Turn the parsed flags into a ContainerSpec; all text parsing is ctr.spec's."""
-    from ctr.spec import ContainerSpec, parse_cpus, parse_env, parse_label, parse_memory, parse_pids_limit, parse_volume
+    from ctr.spec import (ContainerSpec, parse_cpus, parse_env, parse_env_file, parse_label, parse_memory,
+                          parse_pids_limit, parse_volume)
 
     entrypoint = opts["entrypoint"]
     return ContainerSpec(
         image=image,
         command=tuple(command),
         entrypoint=None if entrypoint is None else (tuple([entrypoint]) if entrypoint else ()),
-        env=parse_env(opts["env"]),
+        # Docker's order: every --env-file, then -e, so that -e wins.
+        env=tuple(e for f in opts["env_file"] for e in parse_env_file(f)) + parse_env(opts["env"]),
         workdir=opts["workdir"],
         user=opts["user"],
         hostname=opts["hostname"],
@@ -95,6 +103,11 @@ def build_spec(image: str, command: tuple[str, ...], **opts):
         labels=tuple(parse_label(label) for label in opts["label"]),
         security_opt=opts["security_opt"],
         privileged=opts["privileged"],
+        extra_hosts=opts["add_host"],
+        group_add=opts["group_add"],
+        stop_signal=opts["stop_signal"],
+        stop_timeout=opts["stop_timeout"],
+        cidfile=opts["cidfile"],
     )
 
 

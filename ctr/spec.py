@@ -6,8 +6,10 @@ here, so that the CLI, the Python API and every backend agree on what it means.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import signal as _signal
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping
 
@@ -84,10 +86,15 @@ class ContainerSpec:
     labels: tuple[tuple[str, str], ...] = field(default=())
     security_opt: tuple[str, ...] = ()
     privileged: bool = False
+    extra_hosts: tuple[str, ...] = ()  # --add-host, each "NAME:IP" (or NAME:host-gateway)
+    group_add: tuple[str, ...] = ()  # --group-add: group names or gids, each once
+    stop_signal: str | None = None  # --stop-signal, canonical ("SIGUSR1", or a number)
+    stop_timeout: int | None = None  # --stop-timeout, seconds; negative: wait for ever
+    cidfile: str | None = None  # --cidfile: the id is written there once the container exists
 
     def __post_init__(self) -> None:
         # Accept lists and dicts from Python callers; store tuples so the spec stays hashable.
-        for attr in ("command", "env", "mounts", "cap_add", "cap_drop", "security_opt"):
+        for attr in ("command", "env", "mounts", "cap_add", "cap_drop", "security_opt", "extra_hosts", "group_add"):
             value = getattr(self, attr)
             if isinstance(value, str):
                 raise InvalidSpec(f"{attr} must be a sequence, not the string {value!r}")
@@ -102,6 +109,14 @@ class ContainerSpec:
         object.__setattr__(self, "cap_add", tuple(parse_capability(c) for c in self.cap_add))
         object.__setattr__(self, "cap_drop", tuple(parse_capability(c) for c in self.cap_drop))
         object.__setattr__(self, "security_opt", tuple(parse_security_opt(o) for o in self.security_opt))
+        object.__setattr__(self, "extra_hosts", tuple(parse_add_host(h) for h in self.extra_hosts))
+        object.__setattr__(self, "group_add", parse_group_add(self.group_add))
+        if self.stop_signal is not None:
+            object.__setattr__(self, "stop_signal", parse_stop_signal(self.stop_signal))
+        if self.stop_timeout is not None:
+            object.__setattr__(self, "stop_timeout", parse_stop_timeout(self.stop_timeout))
+        if self.cidfile is not None:
+            object.__setattr__(self, "cidfile", os.path.abspath(self.cidfile))
         self.validate()
 
     def validate(self) -> None:
@@ -188,7 +203,7 @@ class ContainerSpec:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d["mounts"] = [vars(m) for m in self.mounts]
         d["labels"] = dict(self.labels)
-        for key in ("command", "env", "cap_add", "cap_drop", "security_opt"):
+        for key in ("command", "env", "cap_add", "cap_drop", "security_opt", "extra_hosts", "group_add"):
             d[key] = list(d[key])
         if self.entrypoint is not None:
             d["entrypoint"] = list(self.entrypoint)
@@ -330,3 +345,133 @@ def parse_security_opt(text: str) -> str:
         return f"{key}={value}"
     raise InvalidSpec(f"invalid --security-opt {text!r}: unknown option {key!r} "
                       "(seccomp, no-new-privileges, apparmor and label are known)")
+
+
+def parse_add_host(text: str) -> str:
+    """--add-host as the docker CLI's ValidateExtraHost: NAME=IP or NAME:IP (split at the
+    first '=', else the first ':', so an IPv6 address needs no brackets), the IP in [] or
+    not, or the special host-gateway; made "NAME:IP" as the CLI hands it to the engine."""
+    text = str(text)
+    name, sep, ip = text.partition("=")
+    if not sep:
+        name, sep, ip = text.partition(":")
+    if not sep or not name or ":" in name:
+        raise InvalidSpec(f'bad format for add-host: "{text}"')
+    if ip != HOST_GATEWAY:
+        if ip.startswith("[") and ip.endswith("]"):
+            ip = ip[1:-1]
+        if not _is_ip(ip.strip()):
+            raise InvalidSpec(f'invalid IP address in add-host: "{ip}"')
+    return f"{name}:{ip}"
+
+
+HOST_GATEWAY = "host-gateway"
+
+
+def _is_ip(text: str) -> bool:
+    """As Go's net.ParseIP: no zone (%eth0), which Python's ipaddress would take."""
+    if "%" in text:
+        return False
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_group_add(groups: Iterable[str]) -> tuple[str, ...]:
+    """--group-add NAME|GID, each once in the order given; resolved in the container's
+    /etc/group when it starts (runc's rule, ctr.native.users.additional_groups)."""
+    out = []
+    for g in groups:
+        g = str(g)
+        if not g or ":" in g or "\n" in g:
+            raise InvalidSpec(f"invalid --group-add {g!r}: a group name or gid")
+        out.append(g)
+    return tuple(dict.fromkeys(out))
+
+
+_RT_SIGNAL = re.compile(r"RTM(IN|AX)([+-]\d+)?")
+
+
+def parse_signal(text: str | int) -> int:
+    """As moby's signal.ParseSignal: 'KILL', 'SIGKILL', 'kill', 'RTMIN+3' or a number -> int."""
+    text = str(text)
+    if text.isdigit():
+        number = int(text)
+        if not 0 < number <= _signal.SIGRTMAX:
+            raise InvalidSpec(f"invalid signal {text!r}")
+        return number
+    name = text.upper().removeprefix("SIG")
+    rt = _RT_SIGNAL.fullmatch(name)
+    if rt:
+        base = _signal.SIGRTMIN if rt.group(1) == "IN" else _signal.SIGRTMAX
+        number = base + int(rt.group(2) or 0)
+        if _signal.SIGRTMIN <= number <= _signal.SIGRTMAX:
+            return number
+    elif name and name not in ("RTMIN", "RTMAX"):
+        try:
+            return int(_signal.Signals["SIG" + name])
+        except KeyError:
+            pass
+    raise InvalidSpec(f"invalid signal {text!r}")
+
+
+def parse_stop_signal(text: str | int) -> str:
+    """--stop-signal, canonical: the signal's name where Python knows it, else its number."""
+    try:
+        number = parse_signal(text)
+    except InvalidSpec as exc:
+        raise InvalidSpec(f"invalid --stop-signal {str(text)!r}: not a signal name or number") from None
+    try:
+        return _signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def parse_stop_timeout(text: str | int) -> int:
+    """--stop-timeout SECONDS, an integer as Docker's (strconv.ParseInt); negative waits for ever."""
+    if isinstance(text, bool):
+        raise InvalidSpec(f"invalid --stop-timeout {text!r}: an integer number of seconds")
+    if isinstance(text, int):
+        return text
+    if not re.fullmatch(r"[+-]?[0-9]+", str(text)):  # int() would take " 1" and "1_0"
+        raise InvalidSpec(f"invalid --stop-timeout {str(text)!r}: an integer number of seconds")
+    return int(text)
+
+
+_ENV_WHITESPACE = " \t"
+
+
+def parse_env_file(path: str, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """--env-file as the docker CLI's parseKeyValueFile: blank lines and lines starting
+    with '#' (after leading whitespace) skipped, NAME=VALUE with the value as it is, a bare
+    NAME taken from ctr's environment or dropped when unset; whitespace in a name is an error."""
+    environ = os.environ if environ is None else environ
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise InvalidSpec(f"invalid --env-file {path}: {exc.strerror.lower()}") from None
+    out = []
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        if number == 1:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")
+        raw = raw.removesuffix(b"\r")  # as Go's bufio.ScanLines
+        try:
+            line = raw.decode("utf-8").lstrip()
+        except UnicodeDecodeError:
+            raise InvalidSpec(f"invalid --env-file {path}: invalid utf8 bytes at line {number}") from None
+        if not line or line.startswith("#"):
+            continue
+        variable, sep, value = line.partition("=")
+        variable = variable.lstrip(_ENV_WHITESPACE)
+        if any(c in variable for c in _ENV_WHITESPACE):
+            raise InvalidSpec(f"invalid --env-file {path}: variable '{variable}' contains whitespaces")
+        if not variable:
+            raise InvalidSpec(f"invalid --env-file {path}: no variable name on line '{line}'")
+        if sep:
+            out.append(f"{variable}={value}")
+        elif variable in environ:
+            out.append(f"{variable}={environ[variable]}")
+    return tuple(out)

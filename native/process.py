@@ -47,6 +47,7 @@ class Identity:
     winsize: bytes | None = None  # struct winsize of ctr's terminal, set before exec to avoid a race
     seccomp: bytes | None = None  # the compiled filter (ctr.native.seccomp), None: unconfined
     no_new_privs: bool = True
+    group_add: tuple[str, ...] = ()  # --group-add, resolved in the container's /etc/group
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,7 @@ def _join(held: dict[str, int]) -> None:
 def _become(identity: Identity, tty_sock) -> None:
     """Inside the container's root: stdio, user, capabilities, working dir, exec."""
     _setup_stdio(identity, tty_sock)
-    user = resolve_user(identity.user, "/etc")
+    user = resolve_user(identity.user, "/etc", identity.group_add)
     env = list(identity.env)
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={user.home}")
