@@ -67,11 +67,12 @@ def resolve_process(spec: ContainerSpec, config: ImageConfig) -> Process:
     args = tuple(entrypoint + cmd)
     if not args:
         raise InvalidSpec(f"no command specified: image {spec.image} has no Cmd or Entrypoint")
-    env = merge_env(config.env, spec.env)
-    if not any(e.startswith("PATH=") for e in env):
-        env = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",) + env
-    if spec.hostname and not any(e.startswith("HOSTNAME=") for e in env):
-        env = env + (f"HOSTNAME={spec.hostname}",)
+    # The engine's order: its default PATH and HOSTNAME first, then the image's and the
+    # spec's entries, each replacing one of the same name where it stands.
+    defaults = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    if spec.hostname:
+        defaults.append(f"HOSTNAME={spec.hostname}")
+    env = merge_env(defaults, merge_env(config.env, spec.env))
     return Process(
         args=args,
         env=env,

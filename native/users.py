@@ -71,5 +71,5 @@ def additional_groups(names: tuple[str, ...], group: list[list[str]]) -> list[in
         elif name.isdigit() and int(name) <= 0x7FFFFFFF:
             out.append(int(name))
         else:
-            raise InvalidSpec(f"unable to find group {name}: no matching entries in group file")
+            raise InvalidSpec(f"Unable to find group {name}: no matching entries in group file")
     return out
