@@ -974,8 +974,10 @@ def _security_opt(spec: ContainerSpec, security: dict | None) -> list[str]:
     unconfined, or nothing for the engine's own default profile; apparmor= and label= as given."""
     import json
 
+    from .security import kept_seccomp
+
     opts = ["no-new-privileges"] if spec.no_new_privs() else []
-    security = security or {"profile": spec.seccomp_profile()}
+    security = kept_seccomp(spec, security)
     if security["profile"] == "unconfined":
         opts.append("seccomp=unconfined")
     elif security["profile"] != "default":

@@ -87,7 +87,7 @@ def write(directory: Path, spec: ContainerSpec, hostname: str) -> tuple[Mount, .
     host_net = spec.network == "host"
     contents = {
         "/etc/hostname": hostname + "\n",
-        "/etc/hosts": hosts(host_net, getattr(spec, "extra_hosts", ())),
+        "/etc/hosts": hosts(host_net, spec.extra_hosts),
         "/etc/resolv.conf": resolv_conf(host_net),
     }
     taken = {os.path.normpath(m.target) for m in spec.mounts}

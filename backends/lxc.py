@@ -903,11 +903,10 @@ def _cgroup_items(spec: ContainerSpec) -> list[tuple[str, str]]:
         items.append((key("pids", "pids.max"), "max" if spec.pids_limit == -1 else str(spec.pids_limit)))
     # The device policy every backend shares (Docker's default); on cgroup2 liblxc compiles
     # the same keys into a BPF device program.
-    from ctr.native.devices import PRIVILEGED, device_policy, v1_writes
+    from ctr.native.devices import container_policy, v1_writes
 
     prefix = "lxc.cgroup" if _controller_version("devices") == 1 else "lxc.cgroup2"
-    policy = device_policy(PRIVILEGED if spec.privileged else ())
-    items += [(f"{prefix}.{filename}", rule) for filename, rule in v1_writes(policy)]
+    items += [(f"{prefix}.{filename}", rule) for filename, rule in v1_writes(container_policy(spec.privileged))]
     return items
 
 

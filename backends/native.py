@@ -26,6 +26,7 @@ from . import etcfiles
 from .images import ImageStore
 from .kept import KeptBackend, wait_pid
 from .records import Record, RecordStore, process_start_time
+from .paths import Paths
 from .monitor_start import start_under_monitor
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -120,7 +121,7 @@ class NativeBackend(KeptBackend):
         """Cgroup, namespaces, root, exec: PID 1 of `record`, a child of the calling process."""
         from ctr.native import caps
         from ctr.native.cgroups import Limits, stop_priming
-        from ctr.native.devices import PRIVILEGED, device_policy, host_devices
+        from ctr.native.devices import container_policy, host_devices
         from ctr.native.process import Identity, ProcessPlan, spawn
         from ctr.native.rootfs import RootfsPlan
 
@@ -136,7 +137,7 @@ class NativeBackend(KeptBackend):
         rootfs_dir.mkdir(parents=True, exist_ok=True)
         driver = _driver()
         cgroup = driver.create(f"ctr-{record.id}", Limits(spec.memory, spec.cpus, spec.pids_limit),
-                               devices=device_policy(PRIVILEGED if spec.privileged else ()))
+                               devices=container_policy(spec.privileged))
         before = (record.status, record.pid, record.pid_start, record.started, record.cgroup)
         joined: list[int] = []
         try:
@@ -419,10 +420,10 @@ class NativeBackend(KeptBackend):
         return Path(f"/proc/{record.pid}/root")
 
 
-def exec_identity(record: Record, spec: ExecSpec, paths=None):
-    """Who an exec runs as: the container's env, cwd, user, capabilities and, given `paths`
-    (for the filter cache), its seccomp filter, as runc exec applies the container's own,
-    with the exec's own -e/-w/-u on top. Shared by native and lxc, whose exec ends the same way."""
+def exec_identity(record: Record, spec: ExecSpec, paths: Paths):
+    """Who an exec runs as: the container's env, cwd, user, capabilities and seccomp filter
+    (`paths`: where the compiled filters are cached), as runc exec applies the container's
+    own, with the exec's own -e/-w/-u on top. Shared by native and lxc, whose exec ends the same way."""
     from ctr.native import caps
     from ctr.native.process import Identity
 
@@ -431,7 +432,7 @@ def exec_identity(record: Record, spec: ExecSpec, paths=None):
 
     process = record.extra["process"]
     cspec = ContainerSpec.from_dict(record.spec)
-    program = seccomp_program(paths, cspec, record.extra.get("seccomp")) if paths is not None else None
+    program = seccomp_program(paths, cspec, record.extra.get("seccomp"))
     return Identity(
         args=tuple(spec.args),
         env=merge_env(process["env"], spec.env),

@@ -62,27 +62,27 @@ def check_security_opts(spec: ContainerSpec, backend: str, applies_lsm: bool = F
     return {"profile": profile, "text": text}
 
 
+def kept_seccomp(spec: ContainerSpec, kept: dict | None) -> dict:
+    """What a record keeps of the container's profile (check_security_opts), or for a record
+    from before it was kept, the spec's choice."""
+    return kept or {"profile": spec.seccomp_profile()}
+
+
 def seccomp_program(paths: Paths, spec: ContainerSpec, kept: dict | None) -> bytes | None:
     """The compiled filter for a container (None: unconfined), from ctr's cache when it can."""
     from ctr.native import seccomp
 
-    kept = kept or {"profile": spec.seccomp_profile()}
-    profile = kept["profile"]
-    if profile == "unconfined":
+    kept = kept_seccomp(spec, kept)
+    if kept["profile"] == "unconfined":
         return None
-    if profile == "default":
-        text, source = seccomp.DEFAULT_PROFILE.read_text(), "default"
-    else:
-        text, source = kept["text"], profile
-    return seccomp.compiled(text, source, spec.capabilities(), paths.data / "cache" / "seccomp")
+    return seccomp.compiled(profile_text(kept), kept["profile"], spec.capabilities(), paths.data / "cache" / "seccomp")
 
 
 def profile_text(kept: dict) -> str:
+    """The JSON of the profile `kept` names: ctr's default, or the file's text as read at create."""
     from ctr.native import seccomp
 
     return seccomp.DEFAULT_PROFILE.read_text() if kept["profile"] == "default" else kept["text"]
-
-
 
 
 def installed_seccomp(record) -> dict | None:
@@ -97,7 +97,7 @@ def installed_seccomp(record) -> dict | None:
         spec = ContainerSpec.from_dict(record.spec)
     except (TypeError, CtrError):
         return None  # a record without a spec ctr can read: nothing to say
-    kept = record.extra.get("seccomp") or {"profile": spec.seccomp_profile()}
+    kept = kept_seccomp(spec, record.extra.get("seccomp"))
     profile = kept["profile"]
     if profile == "unconfined":
         return {"profile": "unconfined"}

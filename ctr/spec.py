@@ -421,7 +421,7 @@ def parse_stop_signal(text: str | int) -> str:
     """--stop-signal, canonical: the signal's name where Python knows it, else its number."""
     try:
         number = parse_signal(text)
-    except InvalidSpec as exc:
+    except InvalidSpec:
         raise InvalidSpec(f"invalid --stop-signal {str(text)!r}: not a signal name or number") from None
     try:
         return _signal.Signals(number).name

@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 from ctr.errors import BackendUnavailable, Conflict, CtrError, InvalidSpec, NotFound, Unsupported
 
-from .devices import DEFAULT_ALLOW, DeviceRule, device_policy, v1_writes
+from .devices import DeviceRule, device_policy, v1_writes
 
 DEFAULT_ROOT = Path("/sys/fs/cgroup")
 MOUNTINFO = Path("/proc/self/mountinfo")
@@ -39,8 +39,6 @@ V1_UNLIMITED = 1 << 62
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 
-# Docker's default device rules, in devices.allow syntax (the policy itself: devices.device_policy).
-DEFAULT_DEVICE_RULES = DEFAULT_ALLOW
 
 # Super options of a v1 cgroup mount that are flags, not controllers.
 V1_MOUNT_FLAGS = frozenset({
@@ -814,5 +812,4 @@ def cgroup_driver(root: Path = DEFAULT_ROOT, mountinfo: str | None = None) -> Cg
 __all__ = [
     "Limits", "CgroupMount", "Hierarchy", "Cgroup", "CgroupDriver", "CgroupV1", "CgroupV2",
     "V1Cgroup", "V2Cgroup", "cgroup_driver", "v1_hierarchies", "is_cgroup2_mount", "validate_name",
-    "DEFAULT_DEVICE_RULES",
 ]

@@ -97,6 +97,11 @@ def device_policy(extra: Sequence[DeviceRule] = ()) -> tuple[DeviceRule, ...]:
 PRIVILEGED = (DeviceRule(True, "a"),)
 
 
+def container_policy(privileged: bool) -> tuple[DeviceRule, ...]:
+    """The policy a container gets: Docker's default, or under --privileged every device."""
+    return device_policy(PRIVILEGED if privileged else ())
+
+
 @dataclass(frozen=True)
 class HostDevice:
     """A device node of the host's /dev, as a privileged container gets it: its path under
@@ -164,5 +169,5 @@ def effective(rules: Sequence[DeviceRule]) -> tuple[bool, list[DeviceRule]]:
     return default, kept
 
 
-__all__ = ["DeviceRule", "parse_rule", "device_policy", "v1_writes", "effective", "DEFAULT_ALLOW",
+__all__ = ["DeviceRule", "parse_rule", "device_policy", "container_policy", "v1_writes", "effective", "DEFAULT_ALLOW",
            "PRIVILEGED", "HostDevice", "host_devices"]
