@@ -12,25 +12,25 @@ from ctr.errors import CtrError, InvalidSpec, NotFound
 
 from typing import TYPE_CHECKING
 
-from .paths import Paths
+from ctr.state.paths import Paths
 
 if TYPE_CHECKING:
-    from .base import Backend, BackendInfo
+    from ctr.backends.base import Backend, BackendInfo
 
 
 def __getattr__(name: str):
     # The interface module pulls in the spec and the image store; only load it when used.
     if name in ("Backend", "BackendInfo"):
-        from . import base
+        from ctr.backends import base
 
         return getattr(base, name)
     raise AttributeError(f"module 'ctr.backends' has no attribute {name!r}")
 
 # name -> (module, class, how to make it usable)
 REGISTRY: dict[str, tuple[str, str]] = {
-    "native": ("ctr.backends.native", "NativeBackend"),
-    "lxc": ("ctr.backends.lxc", "LxcBackend"),
-    "docker": ("ctr.backends.docker", "DockerBackend"),
+    "native": ("ctr.backends.native.backend", "NativeBackend"),
+    "lxc": ("ctr.backends.lxc.backend", "LxcBackend"),
+    "docker": ("ctr.backends.docker.backend", "DockerBackend"),
 }
 DEFAULT_BACKEND = "native"
 
@@ -49,7 +49,7 @@ def probe(name: str) -> "BackendInfo":
     try:
         cls = backend_class(name)
     except ImportError as exc:  # a backend module that cannot even be imported
-        from .base import BackendInfo  # at run time too: the TYPE_CHECKING import is not
+        from ctr.backends.base import BackendInfo  # at run time too: the TYPE_CHECKING import is not
 
         return BackendInfo(name, False, f"cannot import its module: {exc}")
     return cls.probe()
@@ -62,7 +62,7 @@ def get_backend(name: str, paths: Paths | None = None) -> "Backend":
 
 def backend_for(name: str, paths: Paths) -> "Backend":
     """The backend that made container `name`, read from ctr's record of it."""
-    from .records import RecordStore
+    from ctr.state.records import RecordStore
 
     return get_backend(RecordStore(paths).load(name).backend, paths)
 
@@ -72,7 +72,7 @@ def all_records(paths: Paths, backend: str | None = None):
 
     A backend that is unusable right now (engine down) still lists its containers,
     with status "unknown", rather than hiding them."""
-    from .records import RecordStore
+    from ctr.state.records import RecordStore
 
     records = RecordStore(paths).list()
     backends: dict = {}

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, ClassVar, Iterator
 from ctr.errors import BackendUnavailable, Conflict, InvalidSpec, Unsupported
 from ctr.spec import ContainerSpec
 
-from .images import ImageConfig
-from .paths import Paths
+from ctr.images.store import ImageConfig
+from ctr.state.paths import Paths
 
 if TYPE_CHECKING:
-    from .api import Containers
-    from .logs import LogEntry
-    from .records import Record
+    from ctr.api import Containers
+    from ctr.state.logs import LogEntry
+    from ctr.state.records import Record
 
 
 @dataclass(frozen=True)
@@ -331,7 +331,7 @@ class Backend(ABC):
         the container (lxc: its liblxc directory) extends it."""
         from ctr.errors import Conflict
 
-        from .records import RecordStore
+        from ctr.state.records import RecordStore
 
         store = RecordStore(self.paths)
         if self.get(old).status in ("running", "paused"):
@@ -353,6 +353,6 @@ class Backend(ABC):
     @property
     def containers(self) -> "Containers":
         """This backend's containers as objects: list(), get(name), create(spec), run(spec)."""
-        from .api import Containers
+        from ctr.api import Containers
 
         return Containers(self)

@@ -277,8 +277,8 @@ def busybox_rootfs(b: Bench) -> Path:
     if "rootfs" in b.cache:
         return b.cache["rootfs"]
     try:
-        from ctr.backends.images import ImageStore
-        from ctr.backends.paths import Paths
+        from ctr.images.store import ImageStore
+        from ctr.state.paths import Paths
 
         store = ImageStore(Paths.default(b.root))
         layers = store.layer_paths(store.get("busybox"))
@@ -323,8 +323,8 @@ def engine_image(b: Bench) -> str:
     b.sh(["docker", "version", "--format", "{{.Server.Version}}"], timeout=15)
     if b.sh(["docker", "image", "inspect", ENGINE_IMAGE], check=False).returncode != 0:
         try:
-            from ctr.backends.images import ImageStore
-            from ctr.backends.paths import Paths
+            from ctr.images.store import ImageStore
+            from ctr.state.paths import Paths
 
             store = ImageStore(Paths.default(b.root))
             raw = b.tmp / "busybox-docker.tar"

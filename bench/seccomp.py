@@ -25,8 +25,8 @@ from pathlib import Path
 
 
 def in_process(runs: int) -> dict[str, float]:
-    from ctr.backends.paths import Paths
-    from ctr.backends.security import seccomp_program
+    from ctr.state.paths import Paths
+    from ctr.security import seccomp_program
     from ctr.native import seccomp, syscalls
     from ctr.spec import ContainerSpec
 

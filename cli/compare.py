@@ -1,6 +1,6 @@
 """`ctr compare`: one spec on several backends, the kernel's view of each side by side.
 
-The work is ctr.backends.compare.compare(); this module parses the run flags,
+The work is ctr.compare.run.compare(); this module parses the run flags,
 renders the text table, and hands HTML to cli/report_html.py. Registered on the
 `ctr` group in cli/main.py; it takes ctx.obj with click.pass_obj (not main's typed
 decorator) so that it also works on its own.
@@ -18,7 +18,7 @@ from typing import Iterator
 
 import click
 
-from .options import build_spec, errors_to_exit, spec_options
+from ctr.cli.options import build_spec, errors_to_exit, spec_options
 
 CELL_WIDTH = 30  # a longer cell wraps onto further lines of its row
 MARK = "≠"
@@ -51,8 +51,8 @@ def compare_command(obj, backend_list: str | None, fmt: str, output: str | None,
     removed afterwards. Rows where the backends differ are marked with ≠.
     --name, if given, is the prefix of the containers' names.
     """
-    from ctr.backends.compare import compare
-    from ctr.backends.paths import Paths
+    from ctr.compare.run import compare
+    from ctr.state.paths import Paths
 
     spec = build_spec(image, command, **opts)
     names = [n.strip() for n in backend_list.split(",") if n.strip()] if backend_list else None
@@ -63,7 +63,7 @@ def compare_command(obj, backend_list: str | None, fmt: str, output: str | None,
     if fmt == "json":
         text = json.dumps(result, indent=2) + "\n"
     elif fmt == "html":
-        from .report_html import render_html
+        from ctr.compare.render_html import render_html
 
         text = render_html(result)
     else:
@@ -116,7 +116,7 @@ def _signals_interrupt() -> Iterator[None]:
 
 def spec_arguments(spec: dict) -> list[str]:
     """The run flags and arguments that make `spec` (a ContainerSpec.to_dict()), for display."""
-    from ctr.backends.compare import docker_size
+    from ctr.compare.run import docker_size
 
     args: list[str] = []
     if spec.get("name"):
@@ -159,7 +159,7 @@ def command_line(result: dict) -> str:
 
 def render_table(result: dict) -> str:
     """The side-by-side table: a row per feature, a column per backend, ≠ where they differ."""
-    from ctr.backends.compare import GROUPS
+    from ctr.compare.run import GROUPS
 
     backends = result["backends"]
     rows = result["rows"]

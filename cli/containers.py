@@ -11,7 +11,7 @@ import click
 
 from ctr.errors import InvalidSpec
 
-from .options import errors_to_exit, pass_obj
+from ctr.cli.options import errors_to_exit, pass_obj
 
 command = click.command  # each command is registered lazily by cli.main (LAZY_COMMANDS)
 
@@ -27,7 +27,7 @@ def _each(obj, names, act, echo_name: bool = True) -> None:
     the others still get their turn; the command fails if any did."""
     from ctr.errors import CtrError
 
-    from .options import CtrExit
+    from ctr.cli.options import CtrExit
 
     failed = None
     for name in names:
@@ -180,7 +180,7 @@ def ps(obj, show_all: bool, quiet: bool, fmt: str, only: str | None, foreign: bo
     from ctr.backends import all_records
 
     if foreign:
-        from .migrate import foreign as foreign_command
+        from ctr.cli.migrate import foreign as foreign_command
 
         click.get_current_context().invoke(foreign_command, fmt=fmt, quiet=quiet)
         return
@@ -242,7 +242,7 @@ def _status(r) -> str:
 @errors_to_exit
 def inspect(obj, names) -> None:
     """Everything about containers, in one JSON schema for every backend."""
-    from ctr.backends.inspect import inspect_document
+    from ctr.inspect import inspect_document
 
     docs = []
     for name in names:
@@ -303,7 +303,7 @@ def _bytes(n: int | None) -> str:
 @errors_to_exit
 def cp(obj, src: str, dst: str) -> None:
     """Copy files between a container and the host: NAME:PATH HOSTPATH or HOSTPATH NAME:PATH."""
-    from ctr.backends.copy import copy_in, copy_out
+    from ctr.transfer.copy import copy_in, copy_out
 
     def split(arg: str):
         name, sep, path = arg.partition(":")

@@ -11,13 +11,13 @@ import json
 import click
 
 
-from .options import errors_to_exit
+from ctr.cli.options import errors_to_exit
 
 
 def resolve_container(ctx_obj, name: str):
     """Container `name`'s record, as its own backend reports it; it must be running."""
     from ctr.backends import backend_for
-    from ctr.backends.paths import Paths
+    from ctr.state.paths import Paths
     from ctr.errors import Conflict
 
     paths = ctx_obj.paths if ctx_obj is not None else Paths.default()
@@ -56,7 +56,7 @@ def explain(obj, fmt: str, pid: int | None, name: str | None) -> None:
         pid = record.pid
     doc = explain_pid(pid)
     if record is not None:  # beside the kernel's evidence, what ctr asked for
-        from ctr.backends.security import installed_seccomp
+        from ctr.security import installed_seccomp
 
         doc["security"]["seccomp_profile"] = installed_seccomp(record)
     click.echo(json.dumps(doc, indent=2) if fmt == "json" else render_table(doc), nl=fmt == "json")

@@ -1,6 +1,6 @@
 """`ctr images` and `ctr image inspect|rm|tag|import|export|pull|push`.
 
-Thin, like every command: parse, call ctr.backends.images / image_import /
+Thin, like every command: parse, call ctr.images.store / image_import /
 registry, print. The click context object is cli.main's Context; only its
 `paths` is used here (read with click.pass_obj, so this module does not import
 cli.main, which registers it).
@@ -13,11 +13,11 @@ from datetime import datetime, timezone
 
 import click
 
-from .options import errors_to_exit
+from ctr.cli.options import errors_to_exit
 
 
 def _store(obj):
-    from ctr.backends.images import ImageStore
+    from ctr.images.store import ImageStore
 
     return ImageStore(obj.paths)
 
@@ -49,7 +49,7 @@ def _ago(created: str) -> str:
 
 
 def _row(image) -> dict:
-    from ctr.backends.images import split_ref
+    from ctr.images.store import split_ref
 
     repo, tag, digest = split_ref(image.name)
     return {
@@ -146,7 +146,7 @@ def import_(obj, source: str, name: str | None, changes: tuple[str, ...]) -> Non
     The format is detected from the content; gzip and zstd (with the
     zstandard package) compressed input is accepted.
     """
-    from ctr.backends.image_import import import_image
+    from ctr.images.archive import import_image
 
     for img in import_image(_store(obj), source, name=name, changes=changes):
         click.echo(f"Loaded image: {img.name}")
@@ -161,7 +161,7 @@ def import_(obj, source: str, name: str | None, changes: tuple[str, ...]) -> Non
 @errors_to_exit
 def export(obj, ref: str, output: str, fmt: str) -> None:
     """Write the image REF to a file."""
-    from ctr.backends.image_import import export_image
+    from ctr.images.archive import export_image
 
     export_image(_store(obj), ref, output, fmt)
 
@@ -172,7 +172,7 @@ def export(obj, ref: str, output: str, fmt: str) -> None:
 @errors_to_exit
 def pull(obj, ref: str) -> None:
     """Fetch REF from its registry (HTTP for 127.0.0.1/localhost, HTTPS otherwise)."""
-    from ctr.backends import registry
+    from ctr.images import registry
 
     img = registry.pull(_store(obj), ref)
     click.echo(f"{img.name}: {img.digest}")
@@ -184,8 +184,8 @@ def pull(obj, ref: str) -> None:
 @errors_to_exit
 def push(obj, ref: str) -> None:
     """Upload the image REF to the registry its name names (e.g. 127.0.0.1:5000/demo:1)."""
-    from ctr.backends import registry
-    from ctr.backends.images import normalize_ref
+    from ctr.images import registry
+    from ctr.images.store import normalize_ref
 
     digest = registry.push(_store(obj), ref)
     click.echo(f"{normalize_ref(ref)}: {digest}")

@@ -1,6 +1,6 @@
 """`ctr commit`, `export`, `import`, `migrate`, `adopt`, `foreign` and `convert` (issue 8).
 
-Thin, like every command: parse, call ctr.backends.migrate / adopt / convert,
+Thin, like every command: parse, call ctr.transfer.migrate / adopt / convert,
 print. Warnings (what could not be carried) go to stderr, one per line, so
 stdout stays the result alone.
 """
@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from .options import errors_to_exit, pass_obj
+from ctr.cli.options import errors_to_exit, pass_obj
 
 migrate_commands: list[click.Command] = []  # registered by cli.main
 BACKENDS = click.Choice(["native", "lxc", "docker"])
@@ -53,7 +53,7 @@ def commit(obj, message: str, pause: bool, name: str, image: str) -> None:
     The image config is the base image's with the process as the container ran it:
     Entrypoint, Cmd, Env, WorkingDir, User; its labels are added. Prints the image ID.
     """
-    from ctr.backends.migrate import commit as do_commit
+    from ctr.transfer.migrate import commit as do_commit
 
     click.echo(do_commit(obj.paths, name, image, pause=pause, message=message).id)
 
@@ -70,7 +70,7 @@ def export(obj, output: str, no_image: bool, name: str) -> None:
     The container must not be running (paused is fine). `ctr import` recreates it,
     on any backend.
     """
-    from ctr.backends.migrate import export_container
+    from ctr.transfer.migrate import export_container
 
     export_container(obj.paths, name, output, include_image=not no_image)
 
@@ -88,7 +88,7 @@ def import_(obj, target: str | None, name: str | None, no_image: bool, file: str
     Its writable layer is put in place as the backend's own writable layer and
     checked against the digest the bundle records. Prints the container's name.
     """
-    from ctr.backends.migrate import import_bundle
+    from ctr.transfer.migrate import import_bundle
 
     record = import_bundle(obj.paths, file, backend=target, name=name, use_image=not no_image)
     click.echo(record.name)
@@ -111,7 +111,7 @@ def migrate(obj, target: str, keep: bool, new_name: str | None, stop: bool, fmt:
     source is removed once the target is complete (unless --keep). A failure at
     any step leaves the source as it was and nothing on the target.
     """
-    from ctr.backends.migrate import migrate as do_migrate
+    from ctr.transfer.migrate import migrate as do_migrate
 
     result = do_migrate(obj.paths, name, target, keep=keep, new_name=new_name, stop=stop)
     _warn(result.warnings)
@@ -142,7 +142,7 @@ def adopt(obj, name: str | None, target: str | None, network: str | None, source
     stderr) and its files are copied into ctr; the source is not changed. The new
     container is created, not started. Prints its name.
     """
-    from ctr.backends.adopt import adopt as do_adopt
+    from ctr.transfer.adopt import adopt as do_adopt
 
     result = do_adopt(obj.paths, source, name=name, to=target, network=network)
     _warn(f"not carried over: {w}" for w in result.warnings)
@@ -158,7 +158,7 @@ def adopt(obj, name: str | None, target: str | None, network: str | None, source
 @errors_to_exit
 def foreign(obj, fmt: str, quiet: bool) -> None:
     """List containers ctr did not make: LXC's own (its lxcpath) and the Docker Engine's without ctr's label."""
-    from ctr.backends.adopt import list_foreign
+    from ctr.transfer.adopt import list_foreign
 
     found, problems = list_foreign(obj.paths)
     _warn(problems)
@@ -196,7 +196,7 @@ def convert(obj, source: str, target: str, file: str) -> None:
     Where the target needs the full command line (lxc, oci) and the spec leaves part
     of it to the image, the image's config is read from ctr's store when it is there.
     """
-    from ctr.backends.convert import convert as do_convert
+    from ctr.convert import convert as do_convert
     from ctr.errors import NotFound
 
     if file == "-":
@@ -209,7 +209,7 @@ def convert(obj, source: str, target: str, file: str) -> None:
             raise NotFound(f"no such file: {file}") from None
 
     def resolve(image: str):
-        from ctr.backends.images import ImageStore, normalize_ref
+        from ctr.images.store import ImageStore, normalize_ref
 
         try:
             found = ImageStore(obj.paths)._lookup(normalize_ref(image))  # never builds or pulls anything

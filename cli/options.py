@@ -6,7 +6,7 @@ import functools
 
 import click
 
-from ctr.backends.paths import Paths
+from ctr.state.paths import Paths
 
 from ctr.errors import CtrError
 

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import BackendUnavailable, CommandNotExecutable, CommandNotFound, Conflict, CtrError, InvalidSpec, NotFound, Unsupported
+from ctr.errors import BackendUnavailable, CommandNotExecutable, CommandNotFound, Conflict, CtrError, InvalidSpec, NotFound, Unsupported
 
 if TYPE_CHECKING:
-    from .spec import ContainerSpec, Mount
+    from ctr.spec import ContainerSpec, Mount
 
 
 def __getattr__(name: str):
     # ContainerSpec pulls in dataclasses (and with it inspect): only pay for it when used,
     # so that `ctr --help` and commands that never build a spec start faster.
     if name in ("ContainerSpec", "Mount"):
-        from . import spec
+        from ctr import spec
 
         return getattr(spec, name)
     raise AttributeError(f"module 'ctr' has no attribute {name!r}")
@@ -25,7 +25,7 @@ def __getattr__(name: str):
 
 def migrate(container, to: str = "docker", keep: bool = False, name: str | None = None, stop: bool = False):
     """Move a Container to backend `to`, files and spec, checked; returns the new Container."""
-    from ctr.backends.api import migrate as _migrate
+    from ctr.api import migrate as _migrate
 
     return _migrate(container, to=to, keep=keep, name=name, stop=stop)
 
@@ -33,7 +33,7 @@ def migrate(container, to: str = "docker", keep: bool = False, name: str | None 
 def connect(backend: str = "native", root: str | None = None):
     """The backend called `backend` ('native', 'lxc' or 'docker'), ready to run containers."""
     from ctr.backends import get_backend
-    from ctr.backends.paths import Paths
+    from ctr.state.paths import Paths
 
     return get_backend(backend, Paths.default(root))
 

@@ -30,8 +30,8 @@ import struct
 from dataclasses import dataclass
 from typing import Sequence
 
-from .devices import DeviceRule, effective
-from .syscalls import _libc
+from ctr.native.devices import DeviceRule, effective
+from ctr.native.syscalls import _libc
 
 # linux/bpf.h
 BPF_PROG_LOAD = 5

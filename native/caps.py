@@ -9,7 +9,7 @@ from ctr.spec import CAPABILITIES
 if TYPE_CHECKING:
     from ctr.spec import ContainerSpec
 
-from . import syscalls
+from ctr.native import syscalls
 
 
 def mask(names: tuple[str, ...] | list[str]) -> int:

@@ -12,7 +12,7 @@
  * It sleeps in poll() on a pidfd of PID 1 and on the container's output fds (a
  * pipe per stream, or with --tty the terminal's master, logged as stdout), and
  * appends each read to PATH in Docker's json-file format, byte for byte what
- * ctr.backends.logs.encode() writes: one entry per line (split as Python's
+ * ctr.state.logs.encode() writes: one entry per line (split as Python's
  * bytes.splitlines() splits: \n, \r\n, \r), a partial line at a read boundary
  * being an entry of its own. Invalid UTF-8 becomes U+FFFD as Python's
  * decode("utf-8", "replace") does; a multibyte character cut by a read boundary
@@ -104,7 +104,7 @@ static int parse_int(const char *option, const char *s, int min)
     return (int)v;
 }
 
-/* ---- the log: Docker's json-file format, as ctr.backends.logs.encode writes it ---- */
+/* ---- the log: Docker's json-file format, as ctr.state.logs.encode writes it ---- */
 
 static void flush_log(void)
 {

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ctr.errors import CtrError, NotFound
 
-from .caps import names as cap_names
+from ctr.native import mountinfo
+from ctr.native.caps import names as cap_names
 
 SCHEMA_VERSION = 1
 
@@ -340,7 +341,7 @@ def device_policy_of(v1_dir: Path | None, v2_dir: Path | None) -> dict:
         doc.update(default="allow", rules=[])
     if v2_dir is None:
         return doc
-    from . import bpf_devices
+    from ctr.native import bpf_devices
 
     try:
         ids = bpf_devices.query(v2_dir, effective_too=True)
@@ -492,31 +493,18 @@ def _security(base: Path, status: dict[str, str]) -> dict:
 # -- mounts ------------------------------------------------------------------------------
 
 
-def _unescape(text: str) -> str:
-    """mountinfo escapes space, tab, newline, backslash (and ',' in options) as \\ooo."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
-
-
 def parse_mountinfo(text: str) -> list[dict]:
-    """/proc/PID/mountinfo, in order; paths are as the process sees them."""
-    mounts = []
-    for line in text.splitlines():
-        if not line:
-            continue
-        left, _, right = line.partition(" - ")
-        f = left.split()
-        fstype, source, super_opts = (right.split(" ") + ["", ""])[:3]
-        mounts.append({
-            "mount_id": int(f[0]),
-            "parent_id": int(f[1]),
-            "root": _unescape(f[3]),
-            "mount_point": _unescape(f[4]),
-            "mount_options": f[5].split(","),
-            "fstype": fstype,
-            "source": _unescape(source),
-            "super_options": [_unescape(o) for o in super_opts.split(",")] if super_opts else [],
-        })
-    return mounts
+    """/proc/PID/mountinfo, in order, as explain's JSON has it; paths are as the process sees them."""
+    return [{
+        "mount_id": e.mount_id,
+        "parent_id": e.parent_id,
+        "root": e.root,
+        "mount_point": e.mount_point,
+        "mount_options": list(e.mount_options),
+        "fstype": e.fstype,
+        "source": e.source,
+        "super_options": list(e.super_options),
+    } for e in mountinfo.parse(text)]
 
 
 def _covering(mounts: list[dict], path: str) -> dict | None:

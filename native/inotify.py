@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import select
 
-from . import syscalls as sc
+from ctr.native import syscalls as sc
 
 
 class Watch:

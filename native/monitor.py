@@ -18,7 +18,7 @@ import errno
 import os
 from pathlib import Path
 
-from . import syscalls as sc
+from ctr.native import syscalls as sc
 
 CHUNK = 65536
 BINARY = Path(__file__).with_name("ctr-monitor")
@@ -59,7 +59,7 @@ def run(pid: int, outputs: dict[int, str], log_path: str) -> int:
     """
     import selectors
 
-    from ctr.backends.logs import encode
+    from ctr.state.logs import encode
 
     pidfd = sc.pidfd_open(pid)
     sel = selectors.DefaultSelector()

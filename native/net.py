@@ -6,7 +6,7 @@ import fcntl
 import os
 import struct
 
-from . import syscalls as sc
+from ctr.native import syscalls as sc
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914

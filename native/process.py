@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 from ctr.errors import CommandNotExecutable, CommandNotFound, CtrError
 
-from . import caps, net, rootfs
-from . import syscalls as sc
-from .users import resolve_user
+from ctr.native import caps, net, rootfs
+from ctr.native import syscalls as sc
+from ctr.native.users import resolve_user
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Entered last: mnt changes what later paths mean; pid only affects children (the parent handles it).

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 from ctr.spec import Mount
 
-from . import syscalls as sc
-from .cgroups import CgroupMount
-from .devices import HostDevice
-from .fspath import resolve_in_root
+from ctr.native import syscalls as sc
+from ctr.native.cgroups import CgroupMount
+from ctr.native.devices import HostDevice
+from ctr.native.fspath import resolve_in_root
 
 NOSUID_NODEV_NOEXEC = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
 

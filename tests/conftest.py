@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ctr.backends import get_backend, probe
-from ctr.backends.paths import Paths
+from ctr.state.paths import Paths
 
 ALL_BACKENDS = ("native", "lxc", "docker")
 CTR = [sys.executable, "-m", "ctr.cli.main"]

@@ -13,8 +13,8 @@ import uuid
 import pytest
 
 from ctr.backends import get_backend, probe
-from ctr.backends.adopt import default_lxcpath
-from ctr.backends.bundle import tree_digest, tree_listing
+from ctr.transfer.adopt import default_lxcpath
+from ctr.transfer.bundle import tree_digest, tree_listing
 
 from .test_migrate import Cli, lifecycle_ready
 
@@ -124,7 +124,7 @@ def docker_container(request, paths):
     """A container made by plain `docker run` (no ctr label) from an image the engine made
     itself (`docker commit`), so that adopting it imports an image ctr has never seen."""
     lifecycle_ready("docker", request)
-    from ctr.backends.docker import DockerBackend
+    from ctr.backends.docker.backend import DockerBackend
 
     _, base = DockerBackend(paths).ensure_image("busybox")
     tag = uuid.uuid4().hex[:8]

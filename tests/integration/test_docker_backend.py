@@ -437,7 +437,7 @@ def test_failed_create_or_start_leaves_nothing(dctr, engine, name, paths):
 
 @docker_only
 def test_detached_container_logs_to_json_file(dctr, engine, name, backend):
-    from ctr.backends.logs import LogEntry
+    from ctr.state.logs import LogEntry
 
     assert dctr("run", "-d", "--name", name, "busybox", "sh", "-c", "echo out; echo err >&2; printf partial").returncode == 0
     assert dctr("wait", name).stdout.strip() == "0"
@@ -627,7 +627,7 @@ def test_python_api_get_and_list(backend, dctr, name):
 
 @docker_only
 def test_busybox_is_in_the_engine_under_ctr_local(backend, engine, dctr, name):
-    from ctr.backends.images import ImageStore
+    from ctr.images.store import ImageStore
 
     assert dctr("run", "--rm", "--name", name, "busybox", "true").returncode == 0
     image = ImageStore(backend.paths).get("busybox")
@@ -637,7 +637,7 @@ def test_busybox_is_in_the_engine_under_ctr_local(backend, engine, dctr, name):
 @pytest.fixture
 def config_image(backend, engine):
     """A ctr image with every config field set, unique per run so the engine must load it."""
-    from ctr.backends.images import ImageConfig, ImageStore
+    from ctr.images.store import ImageConfig, ImageStore
 
     store = ImageStore(backend.paths)
     busybox = store.get("busybox")
@@ -689,7 +689,7 @@ def _frames(parts: list[tuple[int, bytes]]) -> bytes:
 
 @pytest.mark.parametrize("cut", [1, 3, 7, 8, 9, 100, 65536])
 def test_demultiplexing_survives_any_split(capfd, cut):
-    from ctr.backends.docker import _copy_multiplexed, _Output
+    from ctr.backends.docker.backend import _copy_multiplexed, _Output
 
     parts = [(1, b"out1\n"), (2, b"err1\n"), (1, b"x" * 100000), (2, b""), (3, b"engine\n"), (1, b"end\n")]
     stream = _frames(parts)
@@ -720,7 +720,7 @@ def _archive(files: dict[str, bytes]) -> io.BytesIO:
 
 
 def test_retag_archive_replaces_the_users_tag():
-    from ctr.backends.docker import retag_archive
+    from ctr.backends.docker.backend import retag_archive
 
     manifest = [{"Config": "abc.json", "RepoTags": ["busybox:latest"], "Layers": ["l1/layer.tar"]}]
     src = _archive({"abc.json": b"{}", "l1/layer.tar": b"x" * 5000, "manifest.json": json.dumps(manifest).encode(),
@@ -735,7 +735,7 @@ def test_retag_archive_replaces_the_users_tag():
 
 
 def test_engine_tag():
-    from ctr.backends.docker import engine_tag
+    from ctr.backends.docker.backend import engine_tag
 
     assert engine_tag("busybox:latest") == ("ctr.local/busybox", "latest")
     assert engine_tag("localhost:5000/app") == ("ctr.local/localhost__5000/app", "latest")
@@ -754,7 +754,7 @@ def test_engine_tag():
 ])
 def test_start_errors_get_dockers_exit_codes(message, kind, text):
     from ctr import errors
-    from ctr.backends.docker import start_error
+    from ctr.backends.docker.backend import start_error
 
     class FakeAPIError(Exception):
         status_code = 400
@@ -767,7 +767,7 @@ def test_start_errors_get_dockers_exit_codes(message, kind, text):
 
 
 def test_engine_times():
-    from ctr.backends.docker import _engine_time
+    from ctr.backends.docker.backend import _engine_time
 
     assert _engine_time("0001-01-01T00:00:00Z") is None and _engine_time("") is None and _engine_time(None) is None
     assert _engine_time("2024-05-01T12:00:00.5Z") == 1714564800.5
@@ -777,8 +777,8 @@ def test_engine_times():
 
 @pytest.mark.parametrize("cut", [1, 5, 8, 13, 4096])
 def test_log_frames_keep_streams_and_times_apart(cut):
-    from ctr.backends.docker import _log_frames
-    from ctr.backends.logs import LogEntry
+    from ctr.backends.docker.backend import _log_frames
+    from ctr.state.logs import LogEntry
 
     stream = _frames([(1, b"2024-05-01T12:00:00.000000001Z out\n"), (2, b"2024-05-01T12:00:00.000000002Z err\n"),
                       (1, b"2024-05-01T12:00:00.000000003Z no newline")])
@@ -797,7 +797,7 @@ def test_log_frames_keep_streams_and_times_apart(cut):
     ([b"plain output\n"], None, b"plain output\n"),
 ])
 def test_exec_output_holds_back_only_what_looks_like_runcs_failure(capfd, chunks, held, written):
-    from ctr.backends.docker import _HoldingOutput
+    from ctr.backends.docker.backend import _HoldingOutput
 
     out = _HoldingOutput()
     for chunk in chunks:
@@ -808,7 +808,7 @@ def test_exec_output_holds_back_only_what_looks_like_runcs_failure(capfd, chunks
 
 def test_exec_failures_get_dockers_exit_codes():
     from ctr import errors
-    from ctr.backends.docker import exec_failure
+    from ctr.backends.docker.backend import exec_failure
 
     text = ('OCI runtime exec failed: exec failed: unable to start container process: '
             'exec: "nosuch": executable file not found in $PATH: unknown\r\n')
@@ -818,13 +818,13 @@ def test_exec_failures_get_dockers_exit_codes():
 
 
 def _entry(stream: str, ms: float, data: bytes = b""):
-    from ctr.backends.logs import LogEntry, rfc3339
+    from ctr.state.logs import LogEntry, rfc3339
 
     return LogEntry(stream, rfc3339(1714564800 + ms / 1000), data or f"{stream}@{ms}".encode())
 
 
 def test_stdout_first_orders_what_the_engine_stamped_too_close_to_tell():
-    from ctr.backends.docker import stdout_first
+    from ctr.backends.docker.backend import stdout_first
 
     # The engine stamped `echo out; echo err >&2` the wrong way round, 0.3 ms apart.
     entries = [_entry("stderr", 0.0), _entry("stdout", 0.3)]
@@ -839,7 +839,7 @@ def test_stdout_first_orders_what_the_engine_stamped_too_close_to_tell():
 
 
 def test_stdout_first_does_not_hold_a_followed_stderr_line():
-    from ctr.backends.docker import _TICK, stdout_first
+    from ctr.backends.docker.backend import _TICK, stdout_first
 
     seen = []
     source = iter([_entry("stderr", 0.0), _TICK, _entry("stdout", 1.0)])

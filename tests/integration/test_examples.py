@@ -24,7 +24,7 @@ RUNNER = (
     "import runpy, sys\n"
     "import ctr\n"
     "if not hasattr(ctr, 'migrate'):\n"
-    "    from ctr.backends.api import Container, migrate\n"
+    "    from ctr.api import Container, migrate\n"
     "    ctr.migrate, ctr.Container = migrate, Container\n"
     "sys.argv = sys.argv[1:]\n"
     "runpy.run_path(sys.argv[0], run_name='__main__')\n"
@@ -92,7 +92,7 @@ def test_compare_fleet(request, ctr_root):
 
 def test_containers_api(paths, request):
     lifecycle_ready("native", request)
-    from ctr.backends.api import Container, migrate
+    from ctr.api import Container, migrate
 
     native = ctr.connect("native", str(paths.data))
     name = f"api-{uuid.uuid4().hex[:6]}"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from ctr.backends.paths import Paths
-from ctr.backends.records import RecordStore
+from ctr.state.paths import Paths
+from ctr.state.records import RecordStore
 
 CTRI = [sys.executable, "-m", "ctr.cli.main"]
 
@@ -46,7 +46,7 @@ def ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 
 def rootfs_tar() -> bytes:
     """A root filesystem: the host's static busybox and a file."""
-    from ctr.backends.images import find_busybox
+    from ctr.images.store import find_busybox
 
     busybox, _ = find_busybox()
     buf = io.BytesIO()

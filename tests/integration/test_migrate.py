@@ -19,7 +19,7 @@ import pytest
 
 from ctr.backends import backend_class, get_backend, probe
 from ctr.backends.base import Backend
-from ctr.backends.bundle import tree_digest
+from ctr.transfer.bundle import tree_digest
 from ctr.errors import Conflict, CtrError, Unsupported
 
 ALL = ("native", "lxc", "docker")
@@ -234,7 +234,7 @@ def _leftovers(paths, name: str, source: str) -> list[str]:
 @pytest.mark.parametrize("source,target", [("native", "docker"), ("docker", "lxc"), ("lxc", "native")])
 def test_failure_half_way_leaves_the_source_as_it_was(cli, paths, request, monkeypatch, source, target):
     """The target is created and its layer half unpacked when the disk 'fills up'."""
-    from ctr.backends import migrate as m
+    from ctr.transfer import migrate as m
 
     lifecycle_ready(source, request)
     lifecycle_ready(target, request)
@@ -273,7 +273,7 @@ def test_a_target_that_refuses_changes_nothing(cli, paths, request, target):
 
 
 def test_failure_in_the_api_raises_ctr_errors(paths, request):
-    from ctr.backends.migrate import migrate
+    from ctr.transfer.migrate import migrate
 
     lifecycle_ready("native", request)
     with pytest.raises(CtrError, match="no such container"):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ctr.backends import logs
+from ctr.state import logs
 from ctr.native import monitor
 from ctr.spec import ContainerSpec
 

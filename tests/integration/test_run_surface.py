@@ -66,7 +66,7 @@ def _engine_args(args: tuple[str, ...], image: str) -> list[str]:
 @pytest.fixture(scope="session")
 def group_image(paths):
     """busybox plus /etc/passwd and /etc/group with memberships; removed from ctr and the engine afterwards."""
-    from ctr.backends.images import ImageStore
+    from ctr.images.store import ImageStore
 
     store = ImageStore(paths)
     busybox = store.get("busybox")

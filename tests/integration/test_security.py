@@ -171,7 +171,7 @@ def test_bad_security_opt(ctr, backend, opt):
 @pytest.mark.parametrize("opt", ["apparmor=docker-default", "label=disable"])
 @backends_param()
 def test_lsm_options_are_unsupported_without_the_lsm(ctr, backend, opt):
-    from ctr.backends.security import host_lsms
+    from ctr.security import host_lsms
 
     if {"apparmor", "selinux"} & host_lsms():
         pytest.skip("this host has an LSM that --security-opt can name")

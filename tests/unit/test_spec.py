@@ -3,7 +3,7 @@
 import pytest
 
 from ctr.backends.base import resolve_process
-from ctr.backends.images import ImageConfig
+from ctr.images.store import ImageConfig
 from ctr.errors import InvalidSpec
 from ctr.spec import DEFAULT_CAPS, ContainerSpec, Mount, parse_capability, parse_cpus, parse_env, parse_memory, parse_pids_limit, parse_volume, validate_name
 
@@ -139,7 +139,7 @@ def test_privileged_is_every_capability_and_unconfined(tmp_path):
 
 
 def test_privileged_still_checks_a_named_profile(tmp_path):
-    from ctr.backends.security import check_security_opts
+    from ctr.security import check_security_opts
 
     missing = tmp_path / "missing.json"
     with pytest.raises(InvalidSpec, match="seccomp="):
