@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, ClassVar, Iterator
 
 from ctr.errors import BackendUnavailable, Conflict, InvalidSpec, Unsupported
 from ctr.spec import ContainerSpec
+from ctr.process import ExecSpec
 
-from ctr.images.store import ImageConfig
 from ctr.state.paths import Paths
 
 if TYPE_CHECKING:
@@ -34,51 +34,6 @@ class BackendInfo:
     usable: bool
     reason: str = ""
     versions: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Process:
-    """The process a container runs, after the image config and the spec are merged."""
-
-    args: tuple[str, ...]
-    env: tuple[str, ...]
-    cwd: str
-    user: str  # "" for root, else "uid[:gid]" or "name[:group]" resolved in the container's root
-
-
-def merge_env(base: tuple[str, ...] | list[str], override: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """Docker's rule: the spec's KEY=VALUE replaces the image's entry of the same KEY."""
-    merged: dict[str, str] = {}
-    for entry in list(base) + list(override):
-        key, _, value = entry.partition("=")
-        merged[key] = value
-    return tuple(f"{k}={v}" for k, v in merged.items())
-
-
-def resolve_process(spec: ContainerSpec, config: ImageConfig) -> Process:
-    """Combine image config and spec as `docker run` does: --entrypoint clears the image's Cmd."""
-    entrypoint = list(spec.entrypoint) if spec.entrypoint is not None else list(config.entrypoint)
-    if spec.command:
-        cmd = list(spec.command)
-    elif spec.entrypoint is not None:
-        cmd = []
-    else:
-        cmd = list(config.cmd)
-    args = tuple(entrypoint + cmd)
-    if not args:
-        raise InvalidSpec(f"no command specified: image {spec.image} has no Cmd or Entrypoint")
-    # The engine's order: its default PATH and HOSTNAME first, then the image's and the
-    # spec's entries, each replacing one of the same name where it stands.
-    defaults = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
-    if spec.hostname:
-        defaults.append(f"HOSTNAME={spec.hostname}")
-    env = merge_env(defaults, merge_env(config.env, spec.env))
-    return Process(
-        args=args,
-        env=env,
-        cwd=spec.workdir or config.workdir or "/",
-        user=spec.user if spec.user is not None else (config.user or ""),
-    )
 
 
 def writes_cidfile(create):
@@ -111,22 +66,6 @@ def writes_cidfile(create):
     return wrapper
 
 
-DEFAULT_STOP_TIMEOUT = 10
-
-
-def stop_plan(spec: dict, timeout: float | None) -> tuple[int, float | None]:
-    """How `stop` ends a container whose record holds `spec`, as the engine's: its stop
-    signal (SIGTERM), then SIGKILL after `timeout`, else its stop timeout, else 10 seconds;
-    a negative one waits for ever (None)."""
-    from ctr.spec import parse_signal
-
-    sig = parse_signal(spec["stop_signal"]) if spec.get("stop_signal") else 15
-    if timeout is None:
-        timeout = spec.get("stop_timeout")
-        timeout = DEFAULT_STOP_TIMEOUT if timeout is None else timeout
-    return sig, (None if timeout < 0 else timeout)
-
-
 def check_host_gateway(backend: "Backend", spec: ContainerSpec) -> None:
     """--add-host NAME:host-gateway names the engine's bridge gateway; native and lxc have none."""
     from ctr.spec import HOST_GATEWAY
@@ -141,25 +80,6 @@ def check_mount_sources(spec: ContainerSpec) -> None:
     for m in spec.mounts:
         if not os.path.exists(m.source):
             raise InvalidSpec(f"invalid volume {m}: source {m.source} does not exist")
-
-
-@dataclass(frozen=True)
-class ExecSpec:
-    """`ctr exec`: a further process in a running container; None means the container's own value."""
-
-    args: tuple[str, ...]
-    env: tuple[str, ...] = ()
-    workdir: str | None = None
-    user: str | None = None
-    tty: bool = False
-    stdin: bool = False
-
-
-def exit_status(status: int) -> int:
-    """waitpid status -> Docker's exit code: the code itself, or 128+N for signal N."""
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.waitstatus_to_exitcode(status)
 
 
 # The README's feature table, row by row: (row label, what decides it).

@@ -139,7 +139,7 @@ def unpause(obj, names) -> None:
 @errors_to_exit
 def exec_(obj, stdin: bool, tty: bool, env, workdir, user, name: str, command) -> None:
     """Run a command in a running container, in all its namespaces and its cgroup."""
-    from ctr.backends.base import ExecSpec
+    from ctr.process import ExecSpec
     from ctr.spec import parse_env
 
     spec = ExecSpec(args=tuple(command), env=parse_env(env), workdir=workdir, user=user, tty=tty, stdin=stdin)

@@ -117,7 +117,7 @@ class Container:
     def exec(self, args: Sequence[str], *, env: Sequence[str] = (), workdir: str | None = None,
              user: str | None = None) -> int:
         """Run a further process in it (on the caller's stdio); its exit code."""
-        from ctr.backends.base import ExecSpec
+        from ctr.process import ExecSpec
 
         return self.backend.exec(self.name, ExecSpec(args=tuple(args), env=tuple(env), workdir=workdir, user=user))
 

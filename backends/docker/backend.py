@@ -48,7 +48,8 @@ from ctr.errors import (
 from ctr.native.threads import start_quiet_thread
 from ctr.spec import ContainerSpec
 
-from ctr.backends.base import Backend, BackendInfo, ExecSpec, Process, check_mount_sources, merge_env, resolve_process, writes_cidfile
+from ctr.backends.base import Backend, BackendInfo, check_mount_sources, writes_cidfile
+from ctr.process import ExecSpec, Process, merge_env, resolve_process
 from ctr.state.logs import LogEntry
 from ctr.state.paths import Paths
 from ctr.state.records import Record, RecordStore
@@ -651,7 +652,7 @@ class DockerBackend(Backend):
     def stop(self, name: str, timeout: float | None = None) -> None:
         """The engine's stop: the container's StopSignal, then SIGKILL after `timeout` seconds
         (whole ones, as the API takes; None: its StopTimeout, else 10, as the engine's)."""
-        from ctr.backends.base import stop_plan
+        from ctr.process import stop_plan
 
         record = self.get(name)
         if record.status not in ACTIVE:

@@ -58,7 +58,7 @@ class KeptBackend(Backend):
     def stop(self, name: str, timeout: float | None = None) -> None:
         """The stop signal, then SIGKILL after the grace period (stop_plan), as `docker stop`;
         returns once the keeper has recorded the end."""
-        from ctr.backends.base import stop_plan
+        from ctr.process import stop_plan
 
         record = self.get(name)
         sig, grace = stop_plan(record.spec, timeout)

@@ -91,8 +91,8 @@ from ctr import errors as _errors
 from ctr.errors import BackendUnavailable, CommandNotExecutable, CommandNotFound, Conflict, CtrError, NotFound, Unsupported
 from ctr.spec import ContainerSpec
 
-from ctr.backends.base import (BackendInfo, ExecSpec, check_host_gateway, check_mount_sources, exit_status, resolve_process,
-                   writes_cidfile)
+from ctr.backends.base import BackendInfo, check_host_gateway, check_mount_sources, writes_cidfile
+from ctr.process import ExecSpec, exit_status, resolve_process
 from ctr.backends.kept import etcfiles
 from ctr.native.cgroups.mounted import controller_version, mounted_hierarchies, v1_mount
 from ctr.images.store import ImageStore

@@ -20,8 +20,8 @@ from pathlib import Path
 from ctr.errors import Conflict, CtrError, NotFound, Unsupported
 from ctr.spec import ContainerSpec
 
-from ctr.backends.base import (BackendInfo, ExecSpec, Process, check_host_gateway, check_mount_sources, exit_status, resolve_process,
-                   writes_cidfile)
+from ctr.backends.base import BackendInfo, check_host_gateway, check_mount_sources, writes_cidfile
+from ctr.process import ExecSpec, Process, exit_status, resolve_process
 from ctr.backends.kept import etcfiles
 from ctr.images.store import ImageStore
 from ctr.backends.kept.base import KeptBackend, wait_pid
@@ -427,7 +427,7 @@ def exec_identity(record: Record, spec: ExecSpec, paths: Paths):
     from ctr.native import caps
     from ctr.native.process import Identity
 
-    from ctr.backends.base import merge_env
+    from ctr.process import merge_env
     from ctr.security import seccomp_program
 
     process = record.extra["process"]

@@ -121,7 +121,7 @@ def _process(spec: dict, resolve: Callable[[str], Any] | None) -> tuple[list[str
     it. Without, only the spec's own parts; `complete` then says whether the image
     could still add to the command: it can unless the spec sets the entrypoint (which
     also clears the image's Cmd) or names no image at all."""
-    from ctr.backends.base import resolve_process
+    from ctr.process import resolve_process
 
     config = resolve(spec["image"]) if spec.get("image") and resolve is not None else None
     if config is not None:

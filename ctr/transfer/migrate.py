@@ -49,7 +49,8 @@ from ctr.errors import Conflict, CtrError, InvalidSpec, NotFound, Unsupported
 from ctr.spec import ContainerSpec, validate_name
 
 from ctr.backends import backend_for, get_backend
-from ctr.backends.base import Backend, merge_env
+from ctr.backends.base import Backend
+from ctr.process import merge_env
 from ctr.transfer.bundle import (Bundle, BundleInfo, LayerInfo, layer_names, tree_digest, unpack_layer,
                      walk, write_bundle, write_layer)
 from ctr.images.store import MEDIA_LAYER, Image, ImageStore, _hex, normalize_ref, split_ref
