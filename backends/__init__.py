@@ -33,6 +33,9 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "docker": ("ctr.backends.docker.backend", "DockerBackend"),
 }
 DEFAULT_BACKEND = "native"
+# Backends that move a container's processes into cgroups themselves (the engine does its
+# own): the CLI primes the kernel's first cgroup attach for them (ctr.native.cgroups).
+ATTACHES_CGROUPS = frozenset({"native", "lxc"})
 
 
 def backend_class(name: str) -> "type[Backend]":
@@ -97,4 +100,4 @@ def all_records(paths: Paths, backend: str | None = None):
     return out
 
 
-__all__ = ["Backend", "BackendInfo", "Paths", "REGISTRY", "DEFAULT_BACKEND", "backend_class", "probe", "get_backend", "backend_for", "all_records"]
+__all__ = ["Backend", "BackendInfo", "Paths", "REGISTRY", "DEFAULT_BACKEND", "ATTACHES_CGROUPS", "backend_class", "probe", "get_backend", "backend_for", "all_records"]

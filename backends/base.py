@@ -21,7 +21,6 @@ from ctr.process import ExecSpec
 from ctr.state.paths import Paths
 
 if TYPE_CHECKING:
-    from ctr.api import Containers
     from ctr.state.logs import LogEntry
     from ctr.state.records import Record
 
@@ -269,10 +268,3 @@ class Backend(ABC):
             record = store.load(new)
             record.name = new
             store.save(record)
-
-    @property
-    def containers(self) -> "Containers":
-        """This backend's containers as objects: list(), get(name), create(spec), run(spec)."""
-        from ctr.api import Containers
-
-        return Containers(self)

@@ -9,6 +9,7 @@ import time
 
 import click
 
+from ctr.backends import REGISTRY
 from ctr.errors import InvalidSpec
 
 from ctr.cli.options import errors_to_exit, pass_obj
@@ -171,7 +172,7 @@ def logs(obj, follow: bool, tail: str, timestamps: bool, name: str) -> None:
 @click.option("-a", "--all", "show_all", is_flag=True, help="Show stopped containers too.")
 @click.option("-q", "--quiet", is_flag=True, help="Only names.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format.")
-@click.option("--backend", "only", type=click.Choice(["native", "lxc", "docker"]), help="Only this backend's containers.")
+@click.option("--backend", "only", type=click.Choice(list(REGISTRY)), help="Only this backend's containers.")
 @click.option("--foreign", is_flag=True, help="List containers ctr did not make instead (LXC's, the engine's): what `ctr adopt` takes.")
 @pass_obj
 @errors_to_exit

@@ -13,8 +13,8 @@ import sys
 
 import click
 
+from ctr.backends import DEFAULT_BACKEND, REGISTRY
 from ctr.state.paths import Paths
-
 from ctr.cli.options import Context, CtrExit, build_spec, errors_to_exit, pass_obj, spec_options
 
 # Commands that live in other modules, imported only when used (or listed by --help):
@@ -50,8 +50,8 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["--help"]})
-@click.option("--backend", "-b", envvar="CTR_BACKEND", default="native", show_default=True,
-              type=click.Choice(["native", "lxc", "docker"]), help="Container implementation to use.")
+@click.option("--backend", "-b", envvar="CTR_BACKEND", default=DEFAULT_BACKEND, show_default=True,
+              type=click.Choice(list(REGISTRY)), help="Container implementation to use.")
 @click.option("--root", envvar="CTR_ROOT", type=click.Path(file_okay=False), default=None,
               help="State root (default /var/lib/ctr and /run/ctr).")
 @click.version_option(package_name="ctr", prog_name="ctr", message="%(prog)s %(version)s")

@@ -12,10 +12,11 @@ import sys
 
 import click
 
+from ctr.backends import REGISTRY
 from ctr.cli.options import errors_to_exit, pass_obj
 
 migrate_commands: list[click.Command] = []  # registered by cli.main
-BACKENDS = click.Choice(["native", "lxc", "docker"])
+BACKENDS = click.Choice(list(REGISTRY))
 
 
 def command(*args, **kwargs):

@@ -31,11 +31,13 @@ def migrate(container, to: str = "docker", keep: bool = False, name: str | None 
 
 
 def connect(backend: str = "native", root: str | None = None):
-    """The backend called `backend` ('native', 'lxc' or 'docker'), ready to run containers."""
+    """A Client of the backend called `backend` ('native', 'lxc' or 'docker'), ready to run
+    containers: `.containers` as objects, the Backend's own methods beside them."""
+    from ctr.api import Client
     from ctr.backends import get_backend
     from ctr.state.paths import Paths
 
-    return get_backend(backend, Paths.default(root))
+    return Client(get_backend(backend, Paths.default(root)))
 
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Containers as Python objects: `backend.containers` and `ctr.migrate()`.
+"""Containers as Python objects: what `ctr.connect()` returns, and `ctr.migrate()`.
 
     import ctr
 
@@ -8,7 +8,10 @@
     moved = ctr.migrate(web, to="docker", stop=True)   # same name, now on docker, running
     print(moved.backend.name, moved.status)
 
-A Container is a handle: name and backend. Its status, spec and id are read from
+connect() gives a Client, as docker-py's DockerClient over its APIClient: `.containers`
+holds Container objects, `.backend` is the Backend (backends/base.py) the CLI uses, and
+every other attribute is the Backend's own (run, create, list, name, paths ...), so code
+written against the Backend keeps working. A Container is a handle: name and client. Its status, spec and id are read from
 ctr's record when asked (refresh() re-reads), and every method delegates to the
 backend, which raises CtrError subclasses (NotFound, Conflict, Unsupported...).
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from ctr.spec import ContainerSpec
 
@@ -44,7 +47,7 @@ class ExecResult:
 class Container:
     """One container of one backend."""
 
-    def __init__(self, backend: "Backend", record: "Record") -> None:
+    def __init__(self, backend: "Backend | Client", record: "Record") -> None:
         self.backend = backend
         self._record = record
 
@@ -167,10 +170,25 @@ class _captured:
             f.seek(0)
 
 
-class Containers:
-    """The containers of one backend: `backend.containers`."""
+class Client:
+    """One backend, ready to use: `.containers` are its containers as objects, `.backend` the
+    Backend itself; any other attribute is the Backend's."""
 
     def __init__(self, backend: "Backend") -> None:
+        self.backend = backend
+        self.containers = Containers(self)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)
+
+    def __repr__(self) -> str:
+        return f"<ctr.Client {self.backend.name}>"
+
+
+class Containers:
+    """The containers of one backend: `client.containers`."""
+
+    def __init__(self, backend: "Backend | Client") -> None:
         self.backend = backend
 
     def list(self, all: bool = True) -> list[Container]:
@@ -214,8 +232,8 @@ def migrate(container: Container, to: str = "docker", keep: bool = False, name: 
     from ctr.transfer.migrate import migrate as _migrate
 
     result = _migrate(container.backend.paths, container.name, to, keep=keep, new_name=name, stop=stop)
-    target = get_backend(result.target_backend, container.backend.paths)
+    target = Client(get_backend(result.target_backend, container.backend.paths))
     return Container(target, result.record)
 
 
-__all__ = ["Container", "Containers", "ExecResult", "migrate"]
+__all__ = ["Client", "Container", "Containers", "ExecResult", "migrate"]
