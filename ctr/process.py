@@ -7,13 +7,25 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ctr.errors import InvalidSpec
 from ctr.spec import ContainerSpec, parse_signal
 
-if TYPE_CHECKING:
-    from ctr.images.store import ImageConfig
+
+class ImageDefaults(Protocol):
+    """What an image says a container runs (ctr.images' ImageConfig has these fields)."""
+
+    @property
+    def entrypoint(self) -> tuple[str, ...]: ...
+    @property
+    def cmd(self) -> tuple[str, ...]: ...
+    @property
+    def env(self) -> tuple[str, ...]: ...
+    @property
+    def workdir(self) -> str: ...
+    @property
+    def user(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -35,7 +47,7 @@ def merge_env(base: tuple[str, ...] | list[str], override: tuple[str, ...] | lis
     return tuple(f"{k}={v}" for k, v in merged.items())
 
 
-def resolve_process(spec: ContainerSpec, config: ImageConfig) -> Process:
+def resolve_process(spec: ContainerSpec, config: ImageDefaults) -> Process:
     """Combine image config and spec as `docker run` does: --entrypoint clears the image's Cmd."""
     entrypoint = list(spec.entrypoint) if spec.entrypoint is not None else list(config.entrypoint)
     if spec.command:
