@@ -4,7 +4,7 @@ VENV := .venv
 CTR := $(VENV)/bin/ctr
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test deps venv services unit bench clean-state
+.PHONY: demo test lint deps venv services unit bench clean-state
 
 deps:
 	@scripts/install-deps.sh
@@ -23,11 +23,22 @@ demo: venv
 services: venv
 	@scripts/start-dockerd.sh
 
-test: services
+# Lint and type check first: they take seconds, the tests minutes.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	MYPY=$(VENV)/bin/mypy scripts/typecheck.sh
+
+test: lint services
 	$(VENV)/bin/pytest -q -ra
 
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit
+
+# Every container of ctr's removed (on every backend), then its state root: the default
+# /var/lib/ctr and /run/ctr, or CTR_ROOT. Images and the test cache go with it.
+clean-state: venv
+	@scripts/clean-state.sh
 
 bench: services
 	$(VENV)/bin/python bench/run.py
