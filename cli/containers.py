@@ -11,6 +11,7 @@ import click
 
 from ctr.backends import REGISTRY
 from ctr.errors import InvalidSpec
+from ctr.units import binary_size
 
 from ctr.cli.options import errors_to_exit, pass_obj
 
@@ -276,7 +277,7 @@ def stats(obj, no_stream: bool, names) -> None:
             previous[n] = (now, t)
             usage, limit = now.get("memory_usage") or 0, now.get("memory_limit")
             mem_pct = f"{100.0 * usage / limit:.2f}%" if limit else "--"
-            rows.append((n, f"{cpu:.2f}%", f"{_bytes(usage)} / {_bytes(limit) if limit else 'unlimited'}", mem_pct,
+            rows.append((n, f"{cpu:.2f}%", f"{binary_size(usage or 0)} / {binary_size(limit) if limit else 'unlimited'}", mem_pct,
                          str(now.get("pids_current") if now.get("pids_current") is not None else "--")))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         if not no_stream:
@@ -286,15 +287,6 @@ def stats(obj, no_stream: bool, names) -> None:
         rounds += 1
         if deadline_rounds and rounds >= deadline_rounds:
             return
-
-
-def _bytes(n: int | None) -> str:
-    n = float(n or 0)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f}{unit}" if unit != "B" else f"{int(n)}B"
-        n /= 1024
-    return f"{n}"
 
 
 @command()

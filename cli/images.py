@@ -14,21 +14,13 @@ from datetime import datetime, timezone
 import click
 
 from ctr.cli.options import errors_to_exit
+from ctr.units import decimal_size
 
 
 def _store(obj):
     from ctr.images.store import ImageStore
 
     return ImageStore(obj.paths)
-
-
-def _human_size(n: int) -> str:
-    """Docker's units: decimal, three significant digits (1.98MB)."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n}{unit}" if unit == "B" else f"{n:.3g}{unit}"
-        n /= 1000  # type: ignore[assignment]
-    return str(n)
 
 
 def _ago(created: str) -> str:
@@ -79,7 +71,7 @@ def images(obj, fmt: str, quiet: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
     else:
         table = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")]
-        table += [(r["repository"], r["tag"], r["id"][7:19], _ago(r["created"]), _human_size(r["size"])) for r in rows]
+        table += [(r["repository"], r["tag"], r["id"][7:19], _ago(r["created"]), decimal_size(r["size"])) for r in rows]
         widths = [max(len(row[i]) for row in table) for i in range(4)]
         for row in table:
             click.echo("   ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "   " + row[4])

@@ -14,6 +14,7 @@ import click
 
 from ctr.backends import REGISTRY
 from ctr.cli.options import errors_to_exit, pass_obj
+from ctr.units import decimal_size
 
 migrate_commands: list[click.Command] = []  # registered by cli.main
 BACKENDS = click.Choice(list(REGISTRY))
@@ -31,14 +32,6 @@ def command(*args, **kwargs):
 def _warn(lines) -> None:
     for line in lines:
         click.echo(f"ctr: warning: {line}", err=True)
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n}{unit}" if unit == "B" else f"{n:.3g}{unit}"
-        n /= 1000  # type: ignore[assignment]
-    return str(n)
 
 
 @command()
@@ -126,7 +119,7 @@ def migrate(obj, target: str, keep: bool, new_name: str | None, stop: bool, fmt:
     state = "running" if result.started else result.record.status
     kept = f", source kept as {result.kept_source}" if result.kept_source else ""
     click.echo(f"{result.name}: {result.source_backend} -> {result.target_backend}, {state}, writable layer "
-               f"{_size(result.layer_size)} {result.tree_digest[:19]} verified{kept}")
+               f"{decimal_size(result.layer_size)} {result.tree_digest[:19]} verified{kept}")
 
 
 @command()
