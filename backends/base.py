@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Iterator
 
-from ctr.errors import BackendUnavailable, Conflict, InvalidSpec, Unsupported
+from ctr.errors import BackendUnavailable, Conflict, InvalidSpec, Unsupported, os_reason
 from ctr.spec import ContainerSpec
 from ctr.process import ExecSpec
 
@@ -51,7 +51,7 @@ def writes_cidfile(create):
             raise Conflict(f"container ID file found, make sure the other container isn't running "
                            f"or delete {spec.cidfile}") from None
         except OSError as exc:
-            raise InvalidSpec(f"invalid --cidfile {spec.cidfile}: {exc.strerror.lower()}") from None
+            raise InvalidSpec(f"invalid --cidfile {spec.cidfile}: {os_reason(exc)}") from None
         try:
             record = create(self, spec, *args, **kwargs)
             os.write(fd, record.id.encode())  # no newline, as Docker's

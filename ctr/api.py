@@ -99,7 +99,7 @@ class Container:
     def start(self) -> "Container":
         from ctr.transfer.migrate import start
 
-        start(self.backend, self.name)  # with this process's garbage collected first: see there
+        start(_backend_of(self.backend), self.name)  # with this process's garbage collected first: see there
         return self.refresh()
 
     def stop(self, timeout: float | None = None) -> "Container":
@@ -142,7 +142,11 @@ class Container:
     def inspect(self) -> dict:
         from ctr.inspect import inspect_document
 
-        return inspect_document(self.backend, self.name)
+        return inspect_document(_backend_of(self.backend), self.name)
+
+
+def _backend_of(handle: "Backend | Client") -> "Backend":
+    return handle.backend if isinstance(handle, Client) else handle
 
 
 class _captured:

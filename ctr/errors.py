@@ -52,6 +52,12 @@ class CommandNotExecutable(CtrError):
     exit_code = 126
 
 
+def os_reason(exc: OSError) -> str:
+    """The OS's words for a failed call, lower-case as ctr's messages give them:
+    "no such file or directory" (an OSError made without strerror: its text)."""
+    return (exc.strerror or str(exc)).lower()
+
+
 __all__ = [
     "CtrError",
     "NotFound",
@@ -61,4 +67,5 @@ __all__ = [
     "Unsupported",
     "CommandNotFound",
     "CommandNotExecutable",
+    "os_reason",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ctr.errors import InvalidSpec, Unsupported
+from ctr.errors import InvalidSpec, Unsupported, os_reason
 from ctr.spec import ContainerSpec
 
 from ctr.state.paths import Paths
@@ -53,7 +53,7 @@ def check_security_opts(spec: ContainerSpec, backend: str, applies_lsm: bool = F
     try:
         text = Path(profile).read_text()
     except OSError as exc:
-        raise InvalidSpec(f"invalid --security-opt seccomp={profile}: {exc.strerror.lower()}") from None
+        raise InvalidSpec(f"invalid --security-opt seccomp={profile}: {os_reason(exc)}") from None
     except UnicodeDecodeError:
         raise InvalidSpec(f"invalid --security-opt seccomp={profile}: not JSON: not UTF-8 text") from None
     seccomp.parse(text, profile)

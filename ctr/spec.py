@@ -13,7 +13,7 @@ import signal as _signal
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping
 
-from ctr.errors import InvalidSpec
+from ctr.errors import InvalidSpec, os_reason
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 NAME_MAX = 128
@@ -452,7 +452,7 @@ def parse_env_file(path: str, environ: Mapping[str, str] | None = None) -> tuple
         with open(path, "rb") as f:
             data = f.read()
     except OSError as exc:
-        raise InvalidSpec(f"invalid --env-file {path}: {exc.strerror.lower()}") from None
+        raise InvalidSpec(f"invalid --env-file {path}: {os_reason(exc)}") from None
     out = []
     for number, raw in enumerate(data.split(b"\n"), 1):
         if number == 1:
