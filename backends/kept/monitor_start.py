@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 from typing import Callable
 
 from ctr.errors import CommandNotExecutable, CommandNotFound, CtrError
@@ -25,6 +26,28 @@ def fork_clean() -> int:
     if pid == 0:
         gc.freeze()
     return pid
+
+
+def let_go_of_caller(report_w: int) -> None:
+    """A monitor's first step: deaf to the terminal's SIGINT and SIGHUP, stdio on /dev/null,
+    every fd it inherited closed but `report_w`."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # let go of ctr's terminal and pipes
+        os.dup2(null, fd)
+    os.close(null)
+    close_fds_except(report_w)  # whoever started ctr must not wait on our copies of its fds
+
+
+def close_fds_except(*keep: int) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the directory listing's own fd
 
 
 def start_under_monitor(name: str, lock_fd: int, monitor: Callable[[int], None]) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -26,11 +25,11 @@ from ctr.backends.kept import etcfiles
 from ctr.images.store import ImageStore
 from ctr.backends.kept.base import KeptBackend, wait_pid
 from ctr.state.records import Record, RecordStore, process_start_time
-from ctr.state.paths import Paths
-from ctr.backends.kept.monitor_start import start_under_monitor
-
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
-
+from ctr.backends.kept.monitor_start import let_go_of_caller, start_under_monitor
+from ctr.backends.kept.host import has_filesystem
+from ctr.backends.kept.identity import exec_identity, terminal_size
+from ctr.backends.kept.signals import SignalForwarder
+from ctr.backends.native.finish import command, record_end
 
 @functools.lru_cache(maxsize=1)
 def _driver():
@@ -43,13 +42,6 @@ def _prime_attach() -> None:
     from ctr.native.cgroups import prime_attach
 
     prime_attach()
-
-
-def _terminal_size() -> bytes | None:
-    """ctr's terminal size (struct winsize), from stdin or else stdout."""
-    from ctr.native import tty
-
-    return tty.winsize(0) or tty.winsize(1)
 
 
 def _stop_priming() -> None:
@@ -74,7 +66,7 @@ class NativeBackend(KeptBackend):
             versions["cgroup"] = _driver().describe().removeprefix("cgroup ")
         except CtrError as exc:
             return BackendInfo(cls.name, False, str(exc), versions)
-        if not _has_filesystem("overlay"):
+        if not has_filesystem("overlay"):
             return BackendInfo(cls.name, False, "the kernel has no overlayfs: modprobe overlay", versions)
         return BackendInfo(cls.name, True, "", versions)
 
@@ -195,7 +187,7 @@ class NativeBackend(KeptBackend):
         # Signals to ctr are held from here on and go to the container once it exists.
         with SignalForwarder() as forwarder:
             try:
-                winsize = _terminal_size() if spec.tty else None
+                winsize = terminal_size() if spec.tty else None
                 cgroup, started = self._launch(record, winsize=winsize)
                 status = forwarder.follow(started.pid, started.master_fd, spec.stdin)
                 record.exit_code = exit_status(status)
@@ -228,13 +220,7 @@ class NativeBackend(KeptBackend):
         from ctr.native import monitor
 
         try:
-            for sig in (signal.SIGINT, signal.SIGHUP):
-                signal.signal(sig, signal.SIG_IGN)
-            null = os.open("/dev/null", os.O_RDWR)
-            for fd in (0, 1, 2):  # let go of ctr's terminal and pipes
-                os.dup2(null, fd)
-            os.close(null)
-            _close_fds_except(report_w)  # whoever started ctr must not wait on our copies of its fds
+            let_go_of_caller(report_w)
             spec = ContainerSpec.from_dict(record.spec)
             out_r, out_w = os.pipe()
             err_r, err_w = os.pipe()
@@ -262,7 +248,7 @@ class NativeBackend(KeptBackend):
             os.close(report_w)
             report_w = -1
             code = monitor.run(started.pid, outputs, log_path)
-            self._finish(record.name, cgroup.name, code, started.pid)
+            record_end(self.records, _driver(), record.name, cgroup.name, code, started.pid)
         except BaseException as exc:
             if report_w >= 0:
                 code = getattr(exc, "exit_code", 125)
@@ -273,13 +259,11 @@ class NativeBackend(KeptBackend):
     def _exec_monitor(self, record: Record, cgroup_name: str, started, outputs: dict[int, str], log_path: str,
                       in_w: int | None, report_w: int) -> None:
         """Become ctr-monitor, the C loop that keeps no interpreter resident; it ends by
-        exec'ing ctr.backends.native.finish, i.e. _finish, in this same process.
+        exec'ing ctr.backends.native.finish, i.e. record_end, in this same process.
         Returns only when there is no binary (no C compiler at install) or it would not exec."""
         import sys
 
         from ctr.native import monitor
-
-        from ctr.backends.native.finish import command
 
         path = monitor.binary()
         if path is None or not sys.executable:
@@ -291,45 +275,6 @@ class NativeBackend(KeptBackend):
                                 command(self.paths, record.name, cgroup_name, started.pid), report_w)
         except OSError:
             pass  # the Python loop does the same job
-
-    def _finish(self, name: str, cgroup_name: str, code: int, pid: int) -> None:
-        """PID 1 (`pid`) has exited with `code`: record that and any OOM kill, remove the cgroup
-        and runtime dir (with --rm the container too), then reap PID 1, a zombie until now so
-        that its pid could not be reused meanwhile. The monitor's last step, in its own
-        process, whichever loop it ran (ctr-monitor gets here through ctr.backends.native.finish).
-
-        All under the lock, and only while the record is still this monitor's: a `start` that
-        got in first has made a new run, with the same cgroup name and runtime dir."""
-        try:
-            with self.records.lock(name):
-                try:
-                    record = self.records.load(name)
-                except NotFound:
-                    record = None
-                if record is not None and record.cgroup != cgroup_name:
-                    record = None  # removed meanwhile (rm -f) and the name taken by a new container
-                if record is not None and record.extra.get("monitor_pid") != os.getpid():
-                    return  # restarted meanwhile: the new run owns the cgroup and the runtime dir
-                try:
-                    cgroup = _driver().open(cgroup_name)
-                except NotFound:  # already removed by `rm -f`, which gave up waiting for us
-                    oom = False
-                else:
-                    oom = cgroup.oom_killed()
-                    cgroup.destroy()
-                if record is None:
-                    return
-                record.status, record.exit_code, record.finished, record.oom_killed, record.pid = "exited", code, time.time(), oom, None
-                shutil.rmtree(self.paths.runtime / name, ignore_errors=True)
-                if record.spec.get("auto_remove"):
-                    self.records.remove(name)
-                else:
-                    self.records.save(record)
-        finally:
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
 
     # ---- state -------------------------------------------------------------------
 
@@ -418,101 +363,3 @@ class NativeBackend(KeptBackend):
         """Where the running container's root can be reached from the host."""
         record = self._running(name, "reach the files of")
         return Path(f"/proc/{record.pid}/root")
-
-
-def exec_identity(record: Record, spec: ExecSpec, paths: Paths):
-    """Who an exec runs as: the container's env, cwd, user, capabilities and seccomp filter
-    (`paths`: where the compiled filters are cached), as runc exec applies the container's
-    own, with the exec's own -e/-w/-u on top. Shared by native and lxc, whose exec ends the same way."""
-    from ctr.native import caps
-    from ctr.native.process import Identity
-
-    from ctr.process import merge_env
-    from ctr.security import seccomp_program
-
-    process = record.extra["process"]
-    cspec = ContainerSpec.from_dict(record.spec)
-    program = seccomp_program(paths, cspec, record.extra.get("seccomp"))
-    return Identity(
-        args=tuple(spec.args),
-        env=merge_env(process["env"], spec.env),
-        cwd=spec.workdir or process["cwd"],
-        user=spec.user if spec.user is not None else process["user"],
-        caps_mask=caps.container_mask(cspec),
-        tty=spec.tty,
-        stdin=spec.stdin,
-        winsize=_terminal_size() if spec.tty else None,
-        seccomp=program,
-        no_new_privs=cspec.no_new_privs(),
-        group_add=cspec.group_add,  # as moby's exec: getUser with the container's GroupAdd
-    )
-
-
-class SignalForwarder:
-    """Pass the signals ctr receives to the container's process, from before it exists:
-    a signal that arrives while the container is being set up is held and delivered
-    as soon as its pid is known, so Ctrl-C never leaves a half-made container."""
-
-    def __init__(self) -> None:
-        self.pid: int | None = None
-        self.pending: list[int] = []
-        self.previous: dict = {}
-
-    def __enter__(self) -> "SignalForwarder":
-        for sig in FORWARDED_SIGNALS:
-            self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-    def follow(self, pid: int, master_fd: int | None, forward_stdin: bool) -> int:
-        """The foreground process `pid`, ours to reap: signals go to it from now on, its
-        terminal (`master_fd`, closed here) is relayed while it has one, and its wait
-        status is returned once it has ended."""
-        self.attach(pid)
-        if master_fd is not None:
-            from ctr.native import tty
-
-            try:
-                tty.relay(master_fd, forward_stdin=forward_stdin)
-            finally:
-                os.close(master_fd)
-        _, status = os.waitpid(pid, 0)
-        return status
-
-    def _handle(self, signum: int, _frame) -> None:
-        if self.pid is None:
-            self.pending.append(signum)
-        else:
-            self._send(signum)
-
-    def attach(self, pid: int) -> None:
-        self.pid = pid
-        for signum in self.pending:
-            self._send(signum)
-        self.pending.clear()
-
-    def _send(self, signum: int) -> None:
-        try:
-            os.kill(self.pid, signum)
-        except ProcessLookupError:
-            pass
-
-
-def _close_fds_except(*keep: int) -> None:
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd > 2 and fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass  # the directory listing's own fd
-
-
-def _has_filesystem(name: str) -> bool:
-    try:
-        return any(line.split()[-1] == name for line in Path("/proc/filesystems").read_text().splitlines())
-    except OSError:
-        return False
