@@ -408,52 +408,8 @@ class Migration:
 
 
 def rename(backend: Backend, old: str, new: str) -> None:
-    """backend.rename(old, new), or for a backend that names more after a container than
-    its record without saying so in its own rename (lxc today), _rename_lxc."""
-    if backend.name == "lxc" and type(backend).rename is Backend.rename:
-        _rename_lxc(backend, old, new)
-    else:
-        backend.rename(old, new)
-
-
-def _rename_lxc(backend: Backend, old: str, new: str) -> None:
-    """Rename a stopped container of the lxc backend: its record directory (Backend.rename),
-    its liblxc directory <lxcpath>/<name>, the paths in its liblxc config that name it
-    (upper dir, log file, rootfs mount point, runtime files), and liblxc's lock file.
-    Meant to become LxcBackend.rename; kept here until then."""
-    from ctr.backends.lxc.backend import LXC_LOCK_DIR, _save_config
-
-    Backend.rename(backend, old, new)
-    records = RecordStore(backend.paths)
-    lxcpath: Path = backend.lxcpath  # type: ignore[attr-defined]
-    moves = [(f"{d(old)}/", f"{d(new)}/") for d in (records.dir, lambda n: lxcpath / n, lambda n: backend.paths.runtime / n)]
-
-    def moved(value: str) -> str:
-        for a, b in moves:
-            value = value.replace(a, b)
-        return value
-
-    record = records.load(new)
-    before = list(record.extra.get("config") or [])
-    try:
-        config = [(k, moved(v)) for k, v in before]
-        if (lxcpath / old).is_dir():
-            os.rename(lxcpath / old, lxcpath / new)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(lxcpath / new / "config")
-            _save_config(new, lxcpath, config)
-        record.extra["config"] = [list(item) for item in config]
-        records.save(record)
-        with contextlib.suppress(OSError):
-            (LXC_LOCK_DIR / str(lxcpath).lstrip("/") / f".{old}").unlink()
-    except BaseException:
-        with contextlib.suppress(OSError):
-            if (lxcpath / new).is_dir() and not (lxcpath / old).exists():
-                os.rename(lxcpath / new, lxcpath / old)
-                os.unlink(lxcpath / old / "config")
-                _save_config(old, lxcpath, [tuple(i) for i in before])
-        Backend.rename(backend, new, old)
-        raise
+    """backend.rename(old, new): each backend renames whatever it names after a container."""
+    backend.rename(old, new)
 
 
 def park(backend: Backend, name: str) -> str:

@@ -272,7 +272,7 @@ def test_capabilities_are_dockers(backend, capfd):
 
 def test_config_maps_the_spec(backend):
     """The liblxc keys a spec turns into (the runs above show the kernel agrees)."""
-    from ctr.backends.lxc.backend import lxc_config
+    from ctr.backends.lxc.config import lxc_config
 
     spec = ContainerSpec(image="busybox", cap_drop=("ALL",), cap_add=("NET_ADMIN", "kill"), network="host",
                          read_only=True, memory=64 << 20, pids_limit=-1, tty=True)

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from ctr.process import Process
-from ctr.backends.lxc.backend import lxc_config, lxc_devices_script
+from ctr.backends.lxc.config import lxc_config, lxc_devices_script
 from ctr.native.devices import HostDevice
 from ctr.spec import ContainerSpec
 
