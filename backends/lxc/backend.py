@@ -60,7 +60,6 @@ from ctr.backends.kept.host import has_filesystem
 from ctr.backends.kept.identity import exec_identity
 from ctr.backends.kept.monitor_start import fork_clean, let_go_of_caller, start_under_monitor
 from ctr.backends.kept.signals import SignalForwarder
-from ctr.backends.lxc.attach import attach
 from ctr.backends.lxc.cgroups import OOM_FILE, cgroup_names, driver, find_init, read_oom, remove_cgroup
 from ctr.backends.lxc.config import lxc_config, read_config, save_config, write_files
 from ctr.backends.lxc.console import peer_adds_cr
@@ -68,7 +67,6 @@ from ctr.backends.lxc.log import log_reason
 from ctr.backends.lxc.monitor import KeeperStdio, await_exec, keep_logs, liblxc_monitor
 from ctr.backends.lxc.rootfs import prepare_rootfs
 from ctr.backends.lxc.start import error_num, exit_code, read_outcome
-from ctr.backends.lxc.supervisor import run_foreground
 from ctr.state.records import Record, RecordStore, process_start_time
 
 INSTALL_HINT = "the python lxc bindings are missing: apt-get install lxc lxc-dev && pip install 'ctr[lxc]'"
@@ -211,6 +209,8 @@ class LxcBackend(KeptBackend):
     def run(self, spec: ContainerSpec) -> int:
         if spec.tty and spec.stdin and not os.isatty(0):
             raise CtrError("the input device is not a TTY")
+        from ctr.backends.lxc.supervisor import run_foreground  # off the other commands' start-up
+
         record = self.create(spec)
         rundir = self.paths.runtime / record.name
         remove = spec.auto_remove
@@ -446,6 +446,8 @@ class LxcBackend(KeptBackend):
         native backend's exec does: user resolved in the container, its capabilities, env, cwd."""
         if spec.tty and spec.stdin and not os.isatty(0):
             raise CtrError("the input device is not a TTY")
+        from ctr.backends.lxc.attach import attach  # off the other commands' start-up
+
         record = self._running(name, "exec in")
         identity = exec_identity(record, spec, self.paths)  # liblxc attach loads no seccomp: _become does
         with SignalForwarder() as forwarder:
