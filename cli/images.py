@@ -41,7 +41,7 @@ def _ago(created: str) -> str:
 
 
 def _row(image) -> dict:
-    from ctr.images.store import split_ref
+    from ctr.images.reference import split_ref
 
     repo, tag, digest = split_ref(image.name)
     return {
@@ -153,7 +153,7 @@ def import_(obj, source: str, name: str | None, changes: tuple[str, ...]) -> Non
 @errors_to_exit
 def export(obj, ref: str, output: str, fmt: str) -> None:
     """Write the image REF to a file."""
-    from ctr.images.archive import export_image
+    from ctr.images.export import export_image
 
     export_image(_store(obj), ref, output, fmt)
 
@@ -177,7 +177,7 @@ def pull(obj, ref: str) -> None:
 def push(obj, ref: str) -> None:
     """Upload the image REF to the registry its name names (e.g. 127.0.0.1:5000/demo:1)."""
     from ctr.images import registry
-    from ctr.images.store import normalize_ref
+    from ctr.images.reference import normalize_ref
 
     digest = registry.push(_store(obj), ref)
     click.echo(f"{normalize_ref(ref)}: {digest}")

@@ -1,4 +1,4 @@
-"""Images in and out of the store as files: `ctr image import` and `ctr image export`.
+"""Images into the store from files: `ctr image import`.
 
 import takes, detected from the content (never the file name):
 
@@ -13,7 +13,7 @@ import takes, detected from the content (never the file name):
 
 each plain, gzip or (with the zstandard package) zstd compressed, or '-' for
 standard input. Everything is untrusted: every blob is checked against its
-digest and every layer scanned (images.scan_layer) while it is staged in an
+digest and every layer scanned (layers.scan_layer) while it is staged in an
 Ingest beside the store; only a fully checked import is published, so a failed
 one leaves no blob, index entry or directory behind.
 
@@ -24,9 +24,8 @@ policy every backend puts it under (ctr.native.devices), and /dev inside is
 always the backend's own tmpfs. Entries of the outer archive (a docker save or
 OCI layout tar) are still only files, directories and links.
 
-export writes an OCI layout tar (with a manifest.json beside index.json, so
-`docker load` of Docker 20.10 reads it too) or a docker-archive, to a temp file
-beside the destination that is renamed into place when complete.
+The way out, `ctr image export`, is ctr.images.export; the --change grammar of
+a rootfs import is ctr.images.changes.
 """
 
 from __future__ import annotations
@@ -37,206 +36,26 @@ import posixpath
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, BinaryIO, Iterator, Sequence
+from typing import IO, Iterator, Sequence
 
 from ctr.errors import CtrError, InvalidSpec, NotFound
 
-from ctr.images.store import (
-    CONFIG_LIMIT,
-    INDEX_TYPES,
-    MANIFEST_LIMIT,
-    MANIFEST_TYPES,
-    MEDIA_CONFIG,
-    MEDIA_INDEX,
-    MEDIA_LAYER,
-    MEDIA_LAYER_GZIP,
-    MEDIA_LAYER_ZSTD,
-    MEDIA_MANIFEST,
-    REF_ANNOTATION,
-    Image,
-    ImageConfig,
-    ImageStore,
-    Ingest,
-    _canonical_json,
-    _CHUNK,
-    _hex,
-    _sniff_compression,
-    check_config,
-    check_index,
-    check_manifest,
-    choose_platform,
-    decompressed,
-    export_oci,
-    host_platform,
-    normalize_ref,
-    parse_json,
-    split_ref,
-)
+from ctr.images.changes import parse_changes
+from ctr.images.ingest import Ingest
+from ctr.images.layers import decompressed, sniff_compression
+from ctr.images.model import (CONFIG_LIMIT, INDEX_TYPES, MANIFEST_LIMIT, MANIFEST_TYPES, MEDIA_CONFIG, MEDIA_INDEX,
+                              MEDIA_LAYER, MEDIA_LAYER_GZIP, MEDIA_LAYER_ZSTD, MEDIA_MANIFEST, REF_ANNOTATION, Image,
+                              ImageConfig, canonical_json, check_config, check_index, check_manifest, choose_platform,
+                              host_platform, parse_json)
+from ctr.images.reference import hex_digest, normalize_ref, split_ref
+from ctr.images.store import ImageStore
+from ctr.images.streams import CHUNK
 
 FORMATS = ("rootfs", "docker-archive", "oci")
-EXPORT_FORMATS = ("oci", "docker-archive")
 CONTAINERD_NAME = "io.containerd.image.name"
 MAX_INDEX_DEPTH = 4
 MAX_LINK_HOPS = 16
 _COMPRESSED_MEDIA = {"": MEDIA_LAYER, "gzip": MEDIA_LAYER_GZIP, "zstd": MEDIA_LAYER_ZSTD}
-
-
-# --- --change: Dockerfile instructions ----------------------------------------------------
-
-CHANGE_INSTRUCTIONS = ("CMD", "ENTRYPOINT", "ENV", "LABEL", "USER", "WORKDIR")
-
-
-def parse_changes(changes: Sequence[str]) -> tuple[ImageConfig, dict[str, str]]:
-    """`--change` lines, in Dockerfile syntax, as (image config, labels).
-
-    CMD and ENTRYPOINT take the JSON (exec) form `["sh", "-c", "x"]` or the
-    shell form, which becomes `/bin/sh -c '...'`; ENV takes `K=V K2="v 2"` or
-    the legacy `K some value`; ENV, LABEL, USER and WORKDIR expand $VAR and
-    ${VAR} (also ${VAR:-default}, ${VAR:+alt}) from the ENV lines before them; a
-    relative WORKDIR is taken from the previous one.
-    """
-    cmd: tuple[str, ...] = ()
-    entrypoint: tuple[str, ...] = ()
-    env: dict[str, str] = {}
-    labels: dict[str, str] = {}
-    workdir, user = "", ""
-    for change in changes:
-        line = change.strip()
-        if not line:
-            continue
-        instr, _, rest = line.replace("\t", " ").partition(" ")
-        instr, rest = instr.upper(), line[len(instr):].strip()
-        if instr not in CHANGE_INSTRUCTIONS:
-            raise InvalidSpec(f"--change {change!r}: {instr} is not supported; use one of {', '.join(CHANGE_INSTRUCTIONS)}")
-        if not rest and instr not in ("CMD", "ENTRYPOINT"):
-            raise InvalidSpec(f"--change {change!r}: {instr} needs an argument")
-        if instr in ("CMD", "ENTRYPOINT"):
-            args = _exec_or_shell(rest, change)
-            if instr == "CMD":
-                cmd = args
-            else:
-                entrypoint = args
-        elif instr in ("ENV", "LABEL"):
-            pairs = _key_values(rest, env, change, instr)
-            (env if instr == "ENV" else labels).update(pairs)
-        elif instr == "WORKDIR":
-            path = _words(rest, env, change, split=False)[0]
-            workdir = posixpath.normpath(posixpath.join(workdir or "/", path))
-        else:
-            user = _words(rest, env, change, split=False)[0]
-            if not user:
-                raise InvalidSpec(f"--change {change!r}: USER needs a user name or uid")
-    config = ImageConfig(entrypoint=entrypoint, cmd=cmd, env=tuple(f"{k}={v}" for k, v in env.items()),
-                         workdir=workdir, user=user)
-    return config, labels
-
-
-def _exec_or_shell(rest: str, change: str) -> tuple[str, ...]:
-    if rest.startswith("["):
-        try:
-            args = json.loads(rest)
-        except ValueError:
-            args = None  # Docker too treats a malformed JSON array as the shell form
-        if isinstance(args, list) and all(isinstance(a, str) for a in args):
-            return tuple(args)
-    if not rest:
-        raise InvalidSpec(f"--change {change!r}: needs a command, in JSON form [\"cmd\", \"arg\"] or shell form")
-    return ("/bin/sh", "-c", rest)
-
-
-def _key_values(rest: str, env: dict[str, str], change: str, instr: str) -> dict[str, str]:
-    first, *more = rest.split(None, 1)
-    if "=" not in first:  # the legacy form: ENV KEY the rest of the line
-        key, value = first, (more[0] if more else "")
-        if not value.strip():
-            raise InvalidSpec(f"--change {change!r}: {instr} needs KEY=VALUE (or KEY VALUE)")
-        return {key: _words(value.strip(), env, change, split=False)[0]}
-    out: dict[str, str] = {}
-    for word in _words(rest, env, change, split=True):
-        key, eq, value = word.partition("=")
-        if not eq or not key:
-            raise InvalidSpec(f"--change {change!r}: {word!r} is not KEY=VALUE")
-        out[key] = value
-    return out
-
-
-def _words(text: str, env: dict[str, str], change: str, split: bool) -> list[str]:
-    """Docker's shell-word rules: quotes, backslash escapes, $VAR expansion (not in single quotes)."""
-    words: list[str] = []
-    cur: list[str] = []
-    started = False
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if split and ch in " \t":
-            if started:
-                words.append("".join(cur))
-                cur, started = [], False
-            i += 1
-            continue
-        started = True
-        if ch == "\\":
-            if i + 1 < n:
-                cur.append(text[i + 1])
-                i += 2
-            else:
-                cur.append(ch)
-                i += 1
-        elif ch == "'":
-            end = text.find("'", i + 1)
-            if end < 0:
-                raise InvalidSpec(f"--change {change!r}: unterminated single quote")
-            cur.append(text[i + 1 : end])
-            i = end + 1
-        elif ch == '"':
-            i += 1
-            while i < n and text[i] != '"':
-                if text[i] == "\\" and i + 1 < n and text[i + 1] in '"\\$':
-                    cur.append(text[i + 1])
-                    i += 2
-                elif text[i] == "$":
-                    value, i = _expand(text, i, env, change)
-                    cur.append(value)
-                else:
-                    cur.append(text[i])
-                    i += 1
-            if i >= n:
-                raise InvalidSpec(f"--change {change!r}: unterminated double quote")
-            i += 1
-        elif ch == "$":
-            value, i = _expand(text, i, env, change)
-            cur.append(value)
-        else:
-            cur.append(ch)
-            i += 1
-    if started or not split:
-        words.append("".join(cur))
-    return words
-
-
-def _expand(text: str, i: int, env: dict[str, str], change: str) -> tuple[str, int]:
-    """Expand the variable at text[i] == '$'; returns (value, index after it)."""
-    import re
-
-    if text.startswith("${", i):
-        end = text.find("}", i)
-        if end < 0:
-            raise InvalidSpec(f"--change {change!r}: missing '}}' in {text[i:]!r}")
-        body = text[i + 2 : end]
-        m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(?::([-+])(.*))?", body, re.S)
-        if not m:
-            raise InvalidSpec(f"--change {change!r}: bad substitution ${{{body}}}")
-        name, op, word = m.groups()
-        value = env.get(name, "")
-        if op == "-":
-            value = value or word
-        elif op == "+":
-            value = word if value else ""
-        return value, end + 1
-    m = re.compile(r"[A-Za-z_][A-Za-z0-9_]*").match(text, i + 1)
-    if not m:
-        return "$", i + 1
-    return env.get(m.group(0), ""), m.end()
 
 
 # --- reading archives: a directory or a tar, with random access -----------------------------
@@ -310,7 +129,7 @@ class _TarArchive(_Archive):
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise CtrError(f"archive {what} is not a readable tar archive: {exc}") from None
         # Names are only looked up here; whether they are acceptable depends on what the tar
-        # turns out to be (an image archive: validate(); a rootfs: images.scan_layer).
+        # turns out to be (an image archive: validate(); a rootfs: layers.scan_layer).
         self.all = members
         self.members: dict[str, tarfile.TarInfo] = {}
         for m in members:
@@ -400,7 +219,7 @@ def _open_source(path: str, ingest: Ingest) -> Iterator[tuple[Path, _Archive | N
         with open(spooled, "wb") as out:
             src = os.fdopen(os.dup(0), "rb")
             with src:
-                while chunk := src.read(_CHUNK):
+                while chunk := src.read(CHUNK):
                     out.write(chunk)
         source, what = spooled, "<stdin>"
     else:
@@ -413,13 +232,13 @@ def _open_source(path: str, ingest: Ingest) -> Iterator[tuple[Path, _Archive | N
         if not source.is_file():
             raise CtrError(f"cannot import {path}: not a regular file or directory")
     with open(source, "rb") as f:
-        kind = _sniff_compression(f.read(4))
+        kind = sniff_compression(f.read(4))
     plain = source
     if kind:
         plain = ingest.temp_file(".tar")
         try:
             with open(source, "rb") as f, decompressed(f, kind, f"archive {what}") as src, open(plain, "wb") as out:
-                while chunk := src.read(_CHUNK):
+                while chunk := src.read(CHUNK):
                     out.write(chunk)
         except CtrError:
             raise
@@ -512,12 +331,12 @@ def _import_rootfs(ingest: Ingest, source: Path, kind: str, what: str, name: str
         "history": [{"created": created, "created_by": "ctr image import",
                      "comment": f"imported from {os.path.basename(what)}"}],
     }
-    config_bytes = _canonical_json(doc)
+    config_bytes = canonical_json(doc)
     config_digest = ingest.add_bytes(config_bytes, what=f"config of {name}")
     manifest = {"schemaVersion": 2, "mediaType": MEDIA_MANIFEST,
                 "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": len(config_bytes)},
                 "layers": [{"mediaType": _COMPRESSED_MEDIA[kind], "digest": digest, "size": size}]}
-    return name, ingest.add_bytes(_canonical_json(manifest), what=f"manifest of {name}"), MEDIA_MANIFEST
+    return name, ingest.add_bytes(canonical_json(manifest), what=f"manifest of {name}"), MEDIA_MANIFEST
 
 
 def _repo_tags(entry: object, what: str, n: int) -> list[str]:
@@ -578,12 +397,12 @@ def _import_docker_archive(store: ImageStore, ingest: Ingest, archive: _Archive,
             if got != diff_id:
                 raise CtrError(f"archive {what}: layer {layer_name} does not match its diff_id {diff_id} in "
                                f"{config_name}: the content has {got}")
-            descriptors.append({"mediaType": _COMPRESSED_MEDIA[_sniff_compression(head)], "digest": digest,
+            descriptors.append({"mediaType": _COMPRESSED_MEDIA[sniff_compression(head)], "digest": digest,
                                 "size": size})
         manifest = {"schemaVersion": 2, "mediaType": MEDIA_MANIFEST,
                     "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": len(config_bytes)},
                     "layers": descriptors}
-        digest = ingest.add_bytes(_canonical_json(manifest), what=f"manifest of {label}")
+        digest = ingest.add_bytes(canonical_json(manifest), what=f"manifest of {label}")
         out += [(name, digest, MEDIA_MANIFEST) for name in names]
     return out
 
@@ -652,7 +471,7 @@ def _oci_name(desc: dict, what: str) -> str | None:
 
 
 def _blob_name(digest: str) -> str:
-    return f"blobs/sha256/{_hex(digest)}"
+    return f"blobs/sha256/{hex_digest(digest)}"
 
 
 def _stage_oci_blob(ingest: Ingest, archive: _Archive, desc: dict, by: str, limit: int | None) -> None:
@@ -684,29 +503,4 @@ def _resolve_oci(ingest: Ingest, archive: _Archive, desc: dict, name: str, depth
     return desc, media
 
 
-# --- export ---------------------------------------------------------------------------------
-
-
-def export_image(store: ImageStore, ref: str, dest: str, fmt: str = "oci") -> Image:
-    """Write the image `ref` to `dest` ('-': stdout) as an OCI layout tar or a docker-archive.
-
-    The file appears complete or not at all: written beside `dest`, then renamed.
-    """
-    from ctr.state.files import write_output
-
-    if fmt not in EXPORT_FORMATS:
-        raise InvalidSpec(f"unknown export format {fmt!r}: use {' or '.join(EXPORT_FORMATS)}")
-    image = store.get(ref)
-
-    def write(out: BinaryIO) -> None:
-        if fmt == "oci":
-            export_oci(store, image, out)
-        else:
-            store.export_docker_archive(image, out)
-
-    write_output(dest, write, "an image archive")
-    return image
-
-
-__all__ = ["FORMATS", "EXPORT_FORMATS", "detect_format", "export_image", "import_image",
-           "parse_changes"]
+__all__ = ["FORMATS", "detect_format", "import_image"]

@@ -9,12 +9,12 @@ Only the standard library (urllib). What it speaks:
   `repository:NAME:pull` (`pull,push` to push), asked for anonymously.
   Basic auth (user and password) is not supported and says so.
 - Docker v2 schema 2 and OCI manifests; manifest lists and OCI indexes are
-  resolved to this machine's platform (images.choose_platform). Schema 1 is
+  resolved to this machine's platform (model.choose_platform). Schema 1 is
   refused.
 
 Pulled manifests are kept byte for byte, so the stored digest is the
 registry's; every blob is checked against its digest and size while it
-streams into an Ingest (images.Ingest), layers are scanned like imported
+streams into an Ingest (ingest.Ingest), layers are scanned like imported
 ones, and blobs already in the store are not fetched again. Nothing is
 published before everything checked out. Progress goes to stderr, and only
 when stderr is a terminal.
@@ -35,26 +35,12 @@ from typing import IO, Callable
 
 from ctr.errors import CtrError, NotFound
 
-from ctr.images.store import (
-    CONFIG_LIMIT,
-    INDEX_TYPES,
-    MANIFEST_LIMIT,
-    MANIFEST_TYPES,
-    MEDIA_DOCKER_LIST,
-    MEDIA_DOCKER_MANIFEST,
-    MEDIA_INDEX,
-    MEDIA_MANIFEST,
-    Image,
-    ImageStore,
-    Ingest,
-    check_config,
-    check_index,
-    check_manifest,
-    choose_platform,
-    normalize_ref,
-    parse_json,
-    split_ref,
-)
+from ctr.images.ingest import Ingest
+from ctr.images.model import (CONFIG_LIMIT, INDEX_TYPES, MANIFEST_LIMIT, MANIFEST_TYPES, MEDIA_DOCKER_LIST,
+                              MEDIA_DOCKER_MANIFEST, MEDIA_INDEX, MEDIA_MANIFEST, Image, check_config, check_index,
+                              check_manifest, choose_platform, parse_json)
+from ctr.images.reference import normalize_ref, split_ref
+from ctr.images.store import ImageStore
 
 DOCKER_HUB = "registry-1.docker.io"
 ACCEPT = ", ".join((MEDIA_INDEX, MEDIA_DOCKER_LIST, MEDIA_MANIFEST, MEDIA_DOCKER_MANIFEST))

@@ -9,7 +9,6 @@ file and renamed; changes to one container serialize on an flock.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -17,11 +16,12 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Iterator
 
 from ctr.errors import Conflict, CtrError, NotFound
 from ctr.spec import validate_name
 
+from ctr.state.files import flock, write_json_atomic
 from ctr.state.names import generate_name, new_id
 from ctr.state.paths import Paths
 
@@ -50,33 +50,6 @@ class Record:
     @property
     def short_id(self) -> str:
         return self.id[:12]
-
-
-@contextmanager
-def replaced_atomically(path: Path, mode: int = 0o600) -> Iterator[BinaryIO]:
-    """A new file beside `path` (`mode` under the umask), fsync'd and renamed over `path`
-    when the block ends; removed if it raises. Readers see the old file or the new, whole."""
-    # (Not tempfile: importing it costs more than a container start should spend here.)
-    tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """JSON, written with replaced_atomically."""
-    with replaced_atomically(path) as f:
-        f.write(json.dumps(data, indent=1, sort_keys=True).encode())
 
 
 class RecordStore:
@@ -143,14 +116,8 @@ class RecordStore:
 
         Yields the lock's fd: a process forked while holding it shares the lock and must
         close that fd, or it would hold the lock for as long as it lives."""
-        lock_dir = self.paths.run / "locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_dir / validate_name(name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with flock(self.paths.run / "locks" / validate_name(name), 0o600) as fd:
             yield fd
-        finally:
-            os.close(fd)
 
 
 def process_start_time(pid: int) -> int | None:

@@ -40,8 +40,12 @@ from ctr.spec import ContainerSpec, validate_name
 from ctr.backends import get_backend
 from ctr.transfer.bundle import write_layer
 from ctr.convert import Conversion, docker_to_spec, read_lxc, spec_from
-from ctr.images.store import BUILTIN_PATH_ENV, Image, ImageConfig, ImageStore, _hex
-from ctr.transfer.migrate import _scratch, materialize
+from ctr.images.store import ImageStore
+from ctr.images.busybox import BUILTIN_PATH_ENV
+from ctr.images.model import Image, ImageConfig
+from ctr.images.reference import hex_digest
+from ctr.transfer.migrate import materialize
+from ctr.state.files import scratch_dir
 from ctr.state.paths import Paths
 from ctr.state.records import Record
 
@@ -215,7 +219,7 @@ def _adopt_lxc(paths: Paths, ident: str, *, name: str | None, to: str, network: 
     target = get_backend(to, paths)
     base = _lxc_base(ImageStore(paths))
     spec = _target_spec(conv, name, ident, base.name, network)
-    with _scratch(paths) as tmp:
+    with scratch_dir(paths) as tmp:
         layer_file = tmp / "rootfs.tar"
         with open(layer_file, "wb") as out:
             layer = write_layer(rootfs, out, overlay=False)  # a plain directory: a 0:0 device is a device
@@ -237,7 +241,7 @@ def _image_ref(config_image: str, image_id: str) -> str:
         repo = repo[:colon]
     repo = re.sub(r"[^a-z0-9._/-]+", "-", repo.lower())
     repo = "/".join(p for p in (re.sub(r"^[._-]+|[._-]+$", "", part) for part in repo.split("/")) if p) or "image"
-    return f"adopted/docker/{repo}:{_hex(image_id)[:12]}"
+    return f"adopted/docker/{repo}:{hex_digest(image_id)[:12]}"
 
 
 def _import_engine_image(store: ImageStore, client: Any, image_id: str, ref: str) -> Image:
@@ -286,7 +290,7 @@ def _adopt_docker(paths: Paths, ident: str, *, name: str | None, to: str, networ
     if name is None and target.name == "docker":
         name = f"{own}-ctr"  # the engine's names are unique too, and the source keeps its own
     spec = _target_spec(conv, name, own, image.name, network)
-    with _scratch(paths) as tmp:
+    with scratch_dir(paths) as tmp:
         layer_file = tmp / "layer.tar"
         with open(layer_file, "wb") as out:
             layer = write_layer(upper, out)

@@ -37,17 +37,8 @@ from typing import IO, BinaryIO, Iterator
 
 from ctr.errors import CtrError, InvalidSpec, NotFound
 
-from ctr.images.store import (
-    MEDIA_LAYER,
-    OVERLAY_OPAQUE_XATTR,
-    WHITEOUT_OPAQUE,
-    WHITEOUT_PREFIX,
-    _HashingReader,
-    _clear,
-    _is_plain_dir,
-    _member_parts,
-    _safe_parent,
-)
+from ctr.images.layers import OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX, HashingReader, clear_path, is_plain_dir, member_parts, safe_parent
+from ctr.images.model import MEDIA_LAYER
 
 BUNDLE_FILE = "ctr-bundle.json"
 BUNDLE_VERSION = 1
@@ -409,7 +400,7 @@ def unpack_layer(src: IO[bytes], dest: str | os.PathLike, *, layer: str = "") ->
     """
     root = os.fspath(dest)
     layer = layer or root
-    reader = _HashingReader(src)
+    reader = HashingReader(src)
     dirs: list[tuple[list[str], tarfile.TarInfo]] = []
     try:
         tar = tarfile.open(fileobj=reader, mode="r|", encoding="utf-8", errors="surrogateescape")  # type: ignore[call-overload]
@@ -417,7 +408,7 @@ def unpack_layer(src: IO[bytes], dest: str | os.PathLike, *, layer: str = "") ->
         raise CtrError(f"layer {layer} is not a tar archive: {exc}") from None
     with tar:
         for member in tar:
-            parts = _member_parts(member.name, layer)
+            parts = member_parts(member.name, layer)
             if not parts:
                 if not member.isdir():
                     raise CtrError(f"unsafe layer {layer}: the root entry {member.name!r} is not a directory")
@@ -427,7 +418,7 @@ def unpack_layer(src: IO[bytes], dest: str | os.PathLike, *, layer: str = "") ->
                 continue
             base = parts[-1]
             if base == WHITEOUT_OPAQUE:
-                parent = _safe_parent(root, parts, layer, create=True)
+                parent = safe_parent(root, parts, layer, create=True)
                 os.setxattr(parent, OVERLAY_OPAQUE_XATTR, b"y", follow_symlinks=False)
                 continue
             if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
@@ -436,12 +427,12 @@ def unpack_layer(src: IO[bytes], dest: str | os.PathLike, *, layer: str = "") ->
                 name = base[len(WHITEOUT_PREFIX):]
                 if name in ("", ".", ".."):
                     raise CtrError(f"unsafe layer {layer}: bad whiteout {member.name!r}")
-                path = os.path.join(_safe_parent(root, parts, layer, create=True), name)
-                _clear(path, keep_dir=False)
+                path = os.path.join(safe_parent(root, parts, layer, create=True), name)
+                clear_path(path, keep_dir=False)
                 os.mknod(path, stat.S_IFCHR, os.makedev(0, 0))  # mode 0, as the kernel makes them
                 continue
-            path = os.path.join(_safe_parent(root, parts, layer, create=True), base)
-            _clear(path, keep_dir=member.isdir())
+            path = os.path.join(safe_parent(root, parts, layer, create=True), base)
+            clear_path(path, keep_dir=member.isdir())
             if member.isdir():
                 if not os.path.isdir(path):
                     os.mkdir(path, 0o700)
@@ -450,10 +441,10 @@ def unpack_layer(src: IO[bytes], dest: str | os.PathLike, *, layer: str = "") ->
                 dirs.append((parts, member))
                 continue
             if member.islnk():
-                target_parts = _member_parts(member.linkname, layer, "hard link target")
+                target_parts = member_parts(member.linkname, layer, "hard link target")
                 if not target_parts:
                     raise CtrError(f"unsafe layer {layer}: hard link {member.name!r} points at the root")
-                target = os.path.join(_safe_parent(root, target_parts, layer, create=False), target_parts[-1])
+                target = os.path.join(safe_parent(root, target_parts, layer, create=False), target_parts[-1])
                 if not os.path.lexists(target) or (os.path.isdir(target) and not os.path.islink(target)):
                     raise CtrError(f"unsafe layer {layer}: hard link {member.name!r} -> {member.linkname!r}: "
                                    "no such file in the layer")
@@ -484,7 +475,7 @@ def unpack_layer(src: IO[bytes], dest: str | os.PathLike, *, layer: str = "") ->
         reader.drain()
     # Deepest first, so a directory's time is not changed again by its children.
     for parts, member in sorted(dirs, key=lambda d: len(d[0]), reverse=True):
-        if _is_plain_dir(root, parts):
+        if is_plain_dir(root, parts):
             path = os.path.join(root, *parts)
             os.chmod(path, member.mode & 0o7777)
             os.utime(path, ns=(_time_ns(member, "atime", member.mtime), _time_ns(member, "mtime", member.mtime)))
@@ -569,7 +560,7 @@ def write_bundle(out: BinaryIO, info: BundleInfo, layer_file: str | os.PathLike,
     """Write a bundle to `out` (may be a pipe): ctr-bundle.json first, so a reader learns
     what it holds before the big parts; then the OCI layout (when the image is included)
     and the writable layer as blobs/sha256/<digest>."""
-    from ctr.images.store import _hex
+    from ctr.images.reference import hex_digest
 
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _add_bytes(tar, BUNDLE_FILE, json.dumps(info.to_json(), indent=1, sort_keys=True).encode() + b"\n")
@@ -585,7 +576,7 @@ def write_bundle(out: BinaryIO, info: BundleInfo, layer_file: str | os.PathLike,
                        "application/vnd.oci.image.index.v1+json", "manifests": []}).encode())
             _add_dir(tar, "blobs")
             _add_dir(tar, "blobs/sha256")
-        blob = f"blobs/sha256/{_hex(info.layer['digest'])}"
+        blob = f"blobs/sha256/{hex_digest(info.layer['digest'])}"
         if blob not in names:  # an empty layer may equal a layer of the image
             ti = tarfile.TarInfo(blob)
             ti.size, ti.mode, ti.mtime = os.path.getsize(layer_file), 0o644, 0
@@ -620,9 +611,9 @@ class Bundle:
             if not isinstance(doc, dict):
                 raise CtrError(f"bundle {what}: {BUNDLE_FILE} is not a JSON object")
             self.info = BundleInfo.from_json(doc, what)
-            from ctr.images.store import _hex
+            from ctr.images.reference import hex_digest
 
-            self.layer_member = members.get(f"blobs/sha256/{_hex(self.info.layer['digest'])}")
+            self.layer_member = members.get(f"blobs/sha256/{hex_digest(self.info.layer['digest'])}")
             if self.layer_member is None or not self.layer_member.isreg():
                 raise CtrError(f"bundle {what}: the writable layer blob {self.info.layer['digest']} is missing")
         except BaseException:

@@ -34,12 +34,10 @@ directory and the paths in its config along (see rename()).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,8 +51,10 @@ from ctr.backends.base import Backend
 from ctr.process import merge_env
 from ctr.transfer.bundle import (Bundle, BundleInfo, LayerInfo, layer_names, tree_digest, unpack_layer,
                      walk, write_bundle, write_layer)
-from ctr.images.store import MEDIA_LAYER, Image, ImageStore, _hex, normalize_ref, split_ref
-from ctr.state.files import write_output
+from ctr.images.store import ImageStore
+from ctr.images.model import MEDIA_LAYER, Image
+from ctr.images.reference import hex_digest, normalize_ref, split_ref
+from ctr.state.files import flock, scratch_dir, write_output
 from ctr.state.paths import Paths
 from ctr.state.records import Record, RecordStore
 
@@ -67,31 +67,15 @@ def _now() -> str:
 
 
 @contextlib.contextmanager
-def _scratch(paths: Paths) -> Iterator[Path]:
-    """A private directory on the state root's filesystem (layers can be large; /tmp may be small)."""
-    paths.data.mkdir(parents=True, exist_ok=True)
-    d = Path(tempfile.mkdtemp(dir=paths.data, prefix=".scratch-"))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-@contextlib.contextmanager
 def _op_lock(paths: Paths, name: str) -> Iterator[None]:
     """One commit/export/migrate of a container at a time. Not the container's own lock:
     stop and start take that one (the native monitor too), and we call them."""
-    d = paths.run / "locks" / "migrate"
-    d.mkdir(parents=True, exist_ok=True)
-    fd = os.open(d / validate_name(name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
+    with contextlib.ExitStack() as held:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.enter_context(flock(paths.run / "locks" / "migrate" / validate_name(name), 0o600, blocking=False))
         except BlockingIOError:
             raise Conflict(f"container {name} is being committed, exported or migrated by another ctr") from None
         yield
-    finally:
-        os.close(fd)
 
 
 def start(backend: Backend, name: str) -> None:
@@ -244,7 +228,7 @@ def commit(paths: Paths, name: str, ref: str, *, pause: bool = True, message: st
         raise InvalidSpec(f"cannot commit to {target!r}: a name with a digest cannot be assigned")
     backend = backend_for(name, paths)
     store = ImageStore(paths)
-    with _op_lock(paths, name), _scratch(paths) as tmp:
+    with _op_lock(paths, name), scratch_dir(paths) as tmp:
         record = backend.get(name)
         image = base_image(store, record)
         paused_here = False
@@ -275,11 +259,8 @@ def commit(paths: Paths, name: str, ref: str, *, pause: bool = True, message: st
                           {"created": created, "created_by": f"ctr commit {name}",
                            **({"comment": message} if message else {})}]
         doc.pop("container_config", None)
-        with store._lock():  # the store's own writer path: blob, then config + manifest + index entry
-            with open(layer_file, "rb") as f:
-                digest, size = store._put_blob_stream(f)
-            layers = list(manifest.get("layers") or []) + [{"mediaType": MEDIA_LAYER, "digest": digest, "size": size}]
-            store._commit(target, doc, layers)
+        with open(layer_file, "rb") as f:
+            store.add_image_with_layer(target, doc, list(manifest.get("layers") or []), f)
         return store.get(target)
 
 
@@ -290,11 +271,11 @@ def export_container(paths: Paths, name: str, dest: str, *, include_image: bool 
     """Write the bundle of container `name` to `dest` ('-': stdout): spec, base image
     (unless include_image is False: then only its digest), writable layer. A running
     container must be stopped (or paused) first, so the layer is consistent."""
-    from ctr.images.store import export_oci
+    from ctr.images.export import export_oci
 
     backend = backend_for(name, paths)
     store = ImageStore(paths)
-    with _op_lock(paths, name), _scratch(paths) as tmp:
+    with _op_lock(paths, name), scratch_dir(paths) as tmp:
         record = backend.get(name)
         if record.status == "running":
             raise Conflict(f"cannot export container {name}: it is running: stop (or pause) it first")
@@ -329,7 +310,7 @@ def _bundle_image(store: ImageStore, bundle: Bundle, use_image: bool) -> str:
 
     info = bundle.info
     name, digest = normalize_ref(info.image["name"]), info.image["digest"]
-    local = store._lookup(name)
+    local = store.lookup(name)
     if local is not None and local.digest == digest:
         return local.name
     for image in store.list():
@@ -341,7 +322,7 @@ def _bundle_image(store: ImageStore, bundle: Bundle, use_image: bool) -> str:
                        "import or pull that image first")
     if local is not None:  # don't move a name the user has for another image
         repo, tag, _ = split_ref(name)
-        name = f"{repo}:{(tag or 'latest')[:100]}-{_hex(digest)[:12]}"
+        name = f"{repo}:{(tag or 'latest')[:100]}-{hex_digest(digest)[:12]}"
     (image,) = import_image(store, str(bundle.path), name=name)
     if image.digest != digest:
         raise CtrError(f"bundle {bundle.path}: its image has digest {image.digest}, but {digest} is described")
@@ -352,9 +333,9 @@ def import_bundle(paths: Paths, path: str, *, backend: str | None = None, name: 
                   use_image: bool = True) -> Record:
     """Recreate the container of a bundle, created (not started), on `backend` (default:
     the one it was exported from), named `name` (default: its own name)."""
-    from ctr.images.store import scan_layer
+    from ctr.images.layers import scan_layer
 
-    with _scratch(paths) as tmp:
+    with scratch_dir(paths) as tmp:
         if path == "-":
             spooled = tmp / "bundle.tar"
             with open(spooled, "wb") as out, os.fdopen(os.dup(0), "rb") as src:
@@ -468,7 +449,7 @@ def migrate(paths: Paths, name: str, to: str, *, keep: bool = False, new_name: s
             stopped_here = True
             record = source.get(name)
         try:
-            with _scratch(paths) as tmp:
+            with scratch_dir(paths) as tmp:
                 layer_file = tmp / "layer.tar"
                 with open(layer_file, "wb") as f:
                     layer = snapshot(source, name, f)

@@ -637,7 +637,8 @@ def test_busybox_is_in_the_engine_under_ctr_local(backend, engine, dctr, name):
 @pytest.fixture
 def config_image(backend, engine):
     """A ctr image with every config field set, unique per run so the engine must load it."""
-    from ctr.images.store import ImageConfig, ImageStore
+    from ctr.images.store import ImageStore
+    from ctr.images.model import ImageConfig
 
     store = ImageStore(backend.paths)
     busybox = store.get("busybox")

@@ -46,7 +46,7 @@ def ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 
 def rootfs_tar() -> bytes:
     """A root filesystem: the host's static busybox and a file."""
-    from ctr.images.store import find_busybox
+    from ctr.images.busybox import find_busybox
 
     busybox, _ = find_busybox()
     buf = io.BytesIO()

@@ -205,7 +205,7 @@ def _docker_archive(images: list[tuple[list[bytes], list[str]]]) -> bytes:
 
 def _busybox_members(applets: tuple[str, ...]) -> list[tuple]:
     """The host's static busybox as /bin/busybox, and /bin/APPLET links to it."""
-    from ctr.images.store import find_busybox
+    from ctr.images.busybox import find_busybox
 
     busybox, _ = find_busybox()
     return [("bin", tarfile.DIRTYPE), ("bin/busybox", tarfile.REGTYPE, Path(busybox).read_bytes(), 0o755),

@@ -3,7 +3,7 @@
 import pytest
 
 from ctr.process import resolve_process
-from ctr.images.store import ImageConfig
+from ctr.images.model import ImageConfig
 from ctr.errors import InvalidSpec
 from ctr.spec import DEFAULT_CAPS, ContainerSpec, Mount, parse_capability, parse_cpus, parse_env, parse_memory, parse_pids_limit, parse_volume, validate_name
 

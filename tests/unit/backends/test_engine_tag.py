@@ -9,7 +9,7 @@ import re
 import pytest
 
 from ctr.backends.docker.backend import engine_tag
-from ctr.images.store import normalize_ref
+from ctr.images.reference import normalize_ref
 
 # distribution/reference: path components under a domain, and a tag
 PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"

@@ -17,7 +17,7 @@ from ctr.convert import (
     read_oci,
     write_lxc,
 )
-from ctr.images.store import ImageConfig
+from ctr.images.model import ImageConfig
 from ctr.errors import InvalidSpec
 from ctr.spec import ContainerSpec
 

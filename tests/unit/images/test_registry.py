@@ -16,14 +16,8 @@ from pathlib import Path
 import pytest
 
 from ctr.images import registry
-from ctr.images.store import (
-    MEDIA_DOCKER_LIST,
-    MEDIA_DOCKER_MANIFEST,
-    MEDIA_INDEX,
-    MEDIA_MANIFEST,
-    ImageStore,
-    host_platform,
-)
+from ctr.images.store import ImageStore
+from ctr.images.model import MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_INDEX, MEDIA_MANIFEST, host_platform
 from ctr.state.paths import Paths
 from ctr.images.registry import Remote, is_loopback, parse_remote
 from ctr.errors import CtrError, NotFound

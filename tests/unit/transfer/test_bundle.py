@@ -23,7 +23,7 @@ from ctr.transfer.bundle import (
     write_bundle,
     write_layer,
 )
-from ctr.images.store import OVERLAY_OPAQUE_XATTR, extract_layer, scan_layer
+from ctr.images.layers import OVERLAY_OPAQUE_XATTR, extract_layer, scan_layer
 from ctr.errors import CtrError, InvalidSpec
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mknod, chown, trusted xattrs)")
