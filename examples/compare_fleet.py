@@ -17,7 +17,7 @@ import sys
 
 import ctr
 from ctr.backends import REGISTRY, probe
-from ctr.transfer.bundle import tree_listing
+from ctr.transfer.tree import tree_listing
 
 SCRIPT = """
 echo "host=$(hostname) uid=$(id -u) $(grep CapEff /proc/self/status | tr -d '\\t')"

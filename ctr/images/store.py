@@ -35,7 +35,8 @@ from typing import IO, BinaryIO, Iterator, Sequence
 
 from ctr.errors import Conflict, CtrError, InvalidSpec, NotFound
 
-from ctr.images.busybox import BUILTIN_CREATED, BUILTIN_PATH_ENV, BUILTIN_REF, build_busybox_layer, busybox_facts, find_busybox
+from ctr.images.busybox import (BUILTIN_CREATED, BUILTIN_PATH_ENV, BUILTIN_REF, build_busybox_layer, busybox_facts,
+                                find_busybox)
 from ctr.images.export import export_docker_archive
 from ctr.images.ingest import Ingest, remove_if_abandoned
 from ctr.images.layers import describe_error, extract_layer, open_layer, sniff_compression, unreadable_layer_errors

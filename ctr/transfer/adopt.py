@@ -13,7 +13,7 @@ How the root filesystem comes across, decided per kind for fidelity:
   shared, empty base image `adopted/lxc:init` (Cmd /sbin/init, LXC's default).
   An LXC container has no image to go back to, and the writable layer travels
   through ctr's own layer codec, which keeps xattrs and nanosecond times; the
-  copy is checked against the source with bundle.tree_digest.
+  copy is checked against the source with tree.tree_digest.
 - docker: the engine's image is saved and imported into ctr's store (same
   config digest, so the engine recognises it again), and the container's
   overlay2 UpperDir becomes the writable layer, checked the same way.
@@ -38,7 +38,7 @@ from ctr.errors import BackendUnavailable, Conflict, CtrError, InvalidSpec, NotF
 from ctr.spec import ContainerSpec, validate_name
 
 from ctr.backends import get_backend
-from ctr.transfer.bundle import write_layer
+from ctr.transfer.layer import write_layer
 from ctr.convert import Conversion, docker_to_spec, read_lxc, spec_from
 from ctr.images.store import ImageStore
 from ctr.images.busybox import BUILTIN_PATH_ENV

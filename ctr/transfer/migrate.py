@@ -3,8 +3,8 @@ between backends.
 
 All three rest on one fact: every backend keeps a container's writable layer as
 an overlayfs upper directory on this host (Backend.writable_layer), so one
-codec (bundle.write_layer / unpack_layer) carries it anywhere, and one digest
-(bundle.tree_digest) proves it arrived unchanged.
+codec (layer.write_layer / unpack_layer) carries it anywhere, and one digest
+(tree.tree_digest) proves it arrived unchanged.
 
 Putting a layer in place on the target ("materialize"): the target creates the
 container the ordinary way (record, and for docker the engine container), then,
@@ -49,8 +49,9 @@ from ctr.spec import ContainerSpec, validate_name
 from ctr.backends import backend_for, get_backend
 from ctr.backends.base import Backend
 from ctr.process import merge_env
-from ctr.transfer.bundle import (Bundle, BundleInfo, LayerInfo, layer_names, tree_digest, unpack_layer,
-                     walk, write_bundle, write_layer)
+from ctr.transfer.bundle import Bundle, BundleInfo, write_bundle
+from ctr.transfer.layer import LayerInfo, layer_names, unpack_layer, write_layer
+from ctr.transfer.tree import tree_digest, walk
 from ctr.images.store import ImageStore
 from ctr.images.model import MEDIA_LAYER, Image
 from ctr.images.reference import hex_digest, normalize_ref, split_ref

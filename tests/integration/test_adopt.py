@@ -14,7 +14,7 @@ import pytest
 
 from ctr.backends import get_backend, probe
 from ctr.transfer.adopt import default_lxcpath
-from ctr.transfer.bundle import tree_digest, tree_listing
+from ctr.transfer.tree import tree_digest, tree_listing
 
 from .test_migrate import Cli, lifecycle_ready
 

@@ -19,7 +19,7 @@ import pytest
 
 from ctr.backends import backend_class, get_backend, probe
 from ctr.backends.base import Backend
-from ctr.transfer.bundle import tree_digest
+from ctr.transfer.tree import tree_digest
 from ctr.errors import Conflict, CtrError, Unsupported
 
 ALL = ("native", "lxc", "docker")

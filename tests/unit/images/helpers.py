@@ -172,3 +172,7 @@ def refused(store: ImageStore, path: str, match: str, **kw) -> None:
         import_image(store, path, **kw)
     assert snapshot(store) == before, "a failed import left something behind"
     assert not list(store.root.glob(".ingest-*"))
+
+
+def layer_dirs(store: ImageStore) -> list[str]:
+    return sorted(p.name for p in store.paths.layers.iterdir())

@@ -20,7 +20,9 @@ from ctr.images import archive as image_import
 from ctr.images import model
 from ctr.images.archive import detect_format, import_image
 
-from tests.unit.images.helpers import C, D, GOOD_LAYER, HOST, L, R, S, canonical, config_for, docker_archive, entry, files_tar, make_tar, oci_image, oci_layout, refused, sha256, snapshot, write, write_dir
+from tests.unit.images.helpers import (C, D, GOOD_LAYER, HOST, L, R, S, canonical, config_for, docker_archive, entry,
+                                       files_tar, make_tar, oci_image, oci_layout, refused, sha256, snapshot, write,
+                                       write_dir)
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (device nodes)")

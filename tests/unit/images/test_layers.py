@@ -8,16 +8,18 @@ import shutil
 import stat
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 
 from ctr.errors import CtrError
+from ctr.images import layers
 from ctr.images.layers import extract_layer
 from ctr.images.store import ImageStore
 from ctr.state.paths import Paths
 
-from tests.unit.images.helpers import hostile_cases, layer_threads, make_tar, sha256, tree
+from tests.unit.images.helpers import hostile_cases, layer_threads, make_tar, sha256, tree, layer_dirs
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (mknod, chown, trusted xattrs)")
@@ -226,3 +228,23 @@ def test_whiteouts_hide_lower_files_under_overlayfs(tmp_path: Path) -> None:
         assert sorted(os.listdir(mnt / "opq")) == ["new"]
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_blob_rewritten_while_unpacked_is_refused(store: ImageStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unpacking and hashing read the blob file apart: rewriting it in place between them is caught."""
+    data = make_tar(("a", tarfile.REGTYPE, b"1"), ("b", tarfile.REGTYPE, b"2"))
+    image = store.create("plain:1", [data])
+    blob = store.blob_path(image.layer_digests[0])
+    copy_range = layers._copy_range
+
+    def rewrite_then_copy(*args: int) -> int:
+        time.sleep(0.05)  # past the clock tick of the first look, where file times are coarse
+        fd = os.open(blob, os.O_WRONLY)
+        os.pwrite(fd, data[:512], 0)  # the same bytes: only the file's times tell
+        os.close(fd)
+        return copy_range(*args)
+
+    monkeypatch.setattr(layers, "_copy_range", rewrite_then_copy)
+    with pytest.raises(CtrError, match="changed while it was unpacked"):
+        store.layer_paths(image)
+    assert layer_dirs(store) == [".lock"] and layer_threads() == []
