@@ -289,7 +289,7 @@ def import_image(store: ImageStore, path: str, *, name: str | None = None, chang
     if target and split_ref(target)[2]:
         raise InvalidSpec(f"cannot import as {target!r}: a name with a digest cannot be assigned")
     config, labels = parse_changes(changes)
-    with store.ingest() as ingest, _open_source(path, ingest) as (source, archive, kind):
+    with Ingest(store) as ingest, _open_source(path, ingest) as (source, archive, kind):
         fmt = detect_format(archive) if archive is not None else "rootfs"
         if fmt != "rootfs" and isinstance(archive, _TarArchive):
             archive.validate()

@@ -1,5 +1,6 @@
 """Blobs coming into the store (import, pull), staged beside it until all are
-checked, then published at once; a failed import leaves nothing behind.
+checked, then published at once (ImageStore.publish); a failed import leaves
+nothing behind. Made by `Ingest(store)`, used as a context manager.
 """
 
 from __future__ import annotations
@@ -9,40 +10,16 @@ import hashlib
 import os
 import stat
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Sequence
+from typing import IO, Sequence
 
 from ctr.errors import CtrError, NotFound
 
 from ctr.images.layers import check_members, corrupt_layer, decompressed, describe_error, scan_layer, sniff_compression
 from ctr.images.model import CONFIG_LIMIT, MANIFEST_LIMIT, Image, check_config, check_manifest, parse_json
 from ctr.images.reference import hex_digest, normalize_ref
+from ctr.images.store import INGEST_PREFIX, ImageStore
 from ctr.images.streams import CHUNK, BackgroundCopy, write_hashed
 from ctr.state.files import unlink_quiet
-
-if TYPE_CHECKING:
-    from ctr.images.store import ImageStore
-
-
-def remove_if_abandoned(staging: Path) -> None:
-    """Remove an ingest directory whose owner is gone (its flock is free); keep live ones."""
-    import shutil
-
-    try:
-        fd = os.open(staging / ".lock", os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        shutil.rmtree(staging, ignore_errors=True)
-        return
-    except NotADirectoryError:
-        unlink_quiet(staging)
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return  # an import or pull in progress
-    finally:
-        os.close(fd)
-    shutil.rmtree(staging, ignore_errors=True)
-
 
 class Ingest:
     """Blobs staged for one import or pull, beside the store, until commit() publishes them.
@@ -58,7 +35,7 @@ class Ingest:
 
         self.store = store
         with store.lock():  # created under the store lock, so the stale-ingest sweep never sees it unlocked
-            self.dir = Path(tempfile.mkdtemp(dir=store.root, prefix=".ingest-"))
+            self.dir = Path(tempfile.mkdtemp(dir=store.root, prefix=INGEST_PREFIX))
             self._lock_fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
 

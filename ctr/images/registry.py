@@ -343,7 +343,7 @@ def pull(store: ImageStore, ref: str, *, progress: bool | None = None, log: Call
     remote = parse_remote(ref)
     client = RegistryClient(remote)
     client.ping()
-    with store.ingest() as ingest:
+    with Ingest(store) as ingest:
         data, media, digest = client.get_manifest(remote.reference)
         for depth in range(MAX_INDEX_DEPTH + 1):
             if media not in INDEX_TYPES:

@@ -14,10 +14,11 @@ devices, opaque directories marked with an xattr).
 
 `busybox` (= `busybox:latest`) is built on first use from the host's static
 busybox (ctr.images.busybox); other images come in through create(), or through
-an Ingest (ctr.images.ingest; archive: import of archives and layouts; registry:
-pull), which stages verified blobs beside the store and publishes them all at
-once (publish()). What an image is lives in ctr.images.model, its name in
-ctr.images.reference, its layers in ctr.images.layers.
+an Ingest (ctr.images.ingest: `Ingest(store)`; archive: import of archives and
+layouts; registry: pull), which stages verified blobs beside the store and
+publishes them all at once (publish()). What an image is lives in
+ctr.images.model, its name in ctr.images.reference, its layers in
+ctr.images.layers, the way out as archives in ctr.images.export.
 
 Writers take the flock and publish with os.replace, so readers never lock and
 never see a partial blob or index. Heavy stdlib modules (tarfile, subprocess)
@@ -26,6 +27,7 @@ are imported inside the functions that need them, to keep `ctr --help` fast.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -38,7 +40,6 @@ from ctr.errors import Conflict, CtrError, InvalidSpec, NotFound
 from ctr.images.busybox import (BUILTIN_CREATED, BUILTIN_PATH_ENV, BUILTIN_REF, build_busybox_layer, busybox_facts,
                                 find_busybox)
 from ctr.images.export import export_docker_archive
-from ctr.images.ingest import Ingest, remove_if_abandoned
 from ctr.images.layers import describe_error, extract_layer, open_layer, sniff_compression, unreadable_layer_errors
 from ctr.images.model import (MACHINE_ARCH, MANIFEST_TYPES, MEDIA_CONFIG, MEDIA_INDEX, MEDIA_LAYER, MEDIA_LAYER_GZIP,
                               MEDIA_MANIFEST, REF_ANNOTATION, Image, ImageConfig, canonical_json)
@@ -46,6 +47,9 @@ from ctr.images.reference import hex_digest, normalize_ref, split_ref
 from ctr.images.streams import write_hashed
 from ctr.state.files import flock, fsync_dir, unlink_quiet, write_atomic
 from ctr.state.paths import Paths
+
+# The staging directories of ingest.Ingest in the store root; lock() sweeps abandoned ones.
+INGEST_PREFIX = ".ingest-"
 
 
 class ImageStore:
@@ -118,10 +122,6 @@ class ImageStore:
                        for layer, diff_id in zip(manifest.get("layers") or [], image.diff_ids)],
             "history": config.get("history") or [],
         }
-
-    def ingest(self) -> Ingest:
-        """A staging area for blobs coming in; use as a context manager, then commit()."""
-        return Ingest(self)
 
     def users(self, image: Image) -> list[str]:
         """Names of the containers (any state) whose record says they run `image`."""
@@ -313,8 +313,8 @@ class ImageStore:
             # Blobs are only written under this lock, so a temp file now is a crashed writer's.
             for stale in self.blobs.glob(".tmp-*"):
                 unlink_quiet(stale)
-            for staging in self.root.glob(".ingest-*"):
-                remove_if_abandoned(staging)
+            for staging in self.root.glob(INGEST_PREFIX + "*"):
+                _remove_if_abandoned(staging)
             yield
 
     def _read_index(self) -> dict:
@@ -467,3 +467,24 @@ class ImageStore:
     def export_docker_archive(self, image: Image, out: BinaryIO, *, extra: dict | None = None) -> None:
         """export.export_docker_archive of `image` (what `docker save` writes) to `out`."""
         export_docker_archive(self, image, out, extra=extra)
+
+
+def _remove_if_abandoned(staging: Path) -> None:
+    """Remove an ingest directory (ingest.Ingest) whose owner is gone (its flock is free); keep live ones."""
+    import shutil
+
+    try:
+        fd = os.open(staging / ".lock", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    except NotADirectoryError:
+        unlink_quiet(staging)
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # an import or pull in progress
+    finally:
+        os.close(fd)
+    shutil.rmtree(staging, ignore_errors=True)

@@ -14,6 +14,7 @@ import pytest
 
 from ctr.errors import InvalidSpec, NotFound
 from ctr.images.model import MEDIA_CONFIG, MEDIA_INDEX, MEDIA_LAYER_GZIP, MEDIA_MANIFEST, ImageConfig
+from ctr.images.ingest import Ingest
 from ctr.images.store import ImageStore
 from ctr.state.paths import Paths
 from ctr.images import archive as image_import
@@ -29,7 +30,7 @@ needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (device nodes)")
 
 
 def _detect(path: str, store: ImageStore) -> str:
-    with store.ingest() as ingest, image_import._open_source(path, ingest) as (_, archive, _kind):
+    with Ingest(store) as ingest, image_import._open_source(path, ingest) as (_, archive, _kind):
         return detect_format(archive)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
+from ctr.images.ingest import Ingest
 from ctr.images.store import ImageStore
 from ctr.images.archive import import_image
 
@@ -20,7 +21,7 @@ def test_import_replaces_a_name_and_collects_old_blobs(tmp_path: Path, store: Im
 
 
 def test_stale_ingest_is_swept_but_live_one_kept(store: ImageStore) -> None:
-    live = store.ingest()
+    live = Ingest(store)
     try:
         dead = store.root / ".ingest-dead"
         dead.mkdir()
