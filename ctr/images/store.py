@@ -301,6 +301,8 @@ class ImageStore:
             self._write_index(index)
             self._collect_garbage(kept)
 
+    # the lock and the index (lookup and index_entry are public for the ingest and migrate)
+
     @contextmanager
     def lock(self) -> Iterator[None]:
         """The store's flock, which every change holds; also makes sure the layout exists and
@@ -395,6 +397,7 @@ class ImageStore:
 
     @staticmethod
     def index_entry(name: str, digest: str, size: int, arch: str, os_: str, media: str = MEDIA_MANIFEST) -> dict:
+        """The index.json entry that names the manifest `digest` `name` (for publish())."""
         return {
             "mediaType": media,
             "digest": digest,
