@@ -40,7 +40,6 @@ import secrets
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import IO, Callable, Iterator
 
 from ctr.errors import Conflict, CtrError, InvalidSpec, NotFound, Unsupported
