@@ -19,13 +19,13 @@ class Context:
 
     def prime_cgroups(self) -> None:
         """For a command about to move a process into a cgroup: let the kernel's slow first
-        step overlap with importing the backend (see ctr.native.cgroups.prime_attach).
+        step overlap with importing the backend (see ctr.native.cgroups.prime.prime_attach).
         The docker engine moves its own processes, so only the backends that attach
         processes to cgroups themselves gain."""
         from ctr.backends import ATTACHES_CGROUPS
 
         if self.backend_name in ATTACHES_CGROUPS:
-            from ctr.native.cgroups import prime_attach
+            from ctr.native.cgroups.prime import prime_attach
 
             prime_attach()
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ctr.spec import Mount
 
 from ctr.native import syscalls as sc
-from ctr.native.cgroups import CgroupMount
+from ctr.native.cgroups.base import CgroupMount
 from ctr.native.devices import HostDevice
 from ctr.native.fspath import resolve_in_root
 

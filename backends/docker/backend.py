@@ -833,7 +833,9 @@ def _engine_time(text: str | None) -> float | None:
 def host_cgroup(pid: int):
     """The cgroup the engine put `pid` in, as a native Cgroup object (for its stats), from
     /proc/PID/cgroup: v1 .../<controller>/docker/<id>, v2 system.slice/docker-<id>.scope or docker/<id>."""
-    from ctr.native.cgroups import V1Cgroup, V2Cgroup, is_cgroup2_mount, v1_hierarchies
+    from ctr.native.cgroups.mounted import is_cgroup2_mount, v1_hierarchies
+    from ctr.native.cgroups.v1 import V1Cgroup
+    from ctr.native.cgroups.v2 import V2Cgroup
 
     root = Path("/sys/fs/cgroup")
     by_controllers: dict[frozenset[str], str] = {}

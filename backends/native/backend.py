@@ -33,19 +33,19 @@ from ctr.backends.native.finish import command, record_end
 
 @functools.lru_cache(maxsize=1)
 def _driver():
-    from ctr.native.cgroups import cgroup_driver
+    from ctr.native.cgroups.driver import cgroup_driver
 
     return cgroup_driver()
 
 
 def _prime_attach() -> None:
-    from ctr.native.cgroups import prime_attach
+    from ctr.native.cgroups.prime import prime_attach
 
     prime_attach()
 
 
 def _stop_priming() -> None:
-    from ctr.native.cgroups import stop_priming
+    from ctr.native.cgroups.prime import stop_priming
 
     stop_priming()
 
@@ -112,7 +112,8 @@ class NativeBackend(KeptBackend):
     def _launch(self, record: Record, stdio=(None, None, None), winsize: bytes | None = None):
         """Cgroup, namespaces, root, exec: PID 1 of `record`, a child of the calling process."""
         from ctr.native import caps
-        from ctr.native.cgroups import Limits, stop_priming
+        from ctr.native.cgroups.limits import Limits
+        from ctr.native.cgroups.prime import stop_priming
         from ctr.native.devices import container_policy, host_devices
         from ctr.native.process import Identity, ProcessPlan, spawn
         from ctr.native.rootfs import RootfsPlan

@@ -21,8 +21,12 @@ from typing import Iterator
 import pytest
 
 from ctr.errors import BackendUnavailable, Conflict, Unsupported
-from ctr.native import cgroups
-from ctr.native.cgroups import CgroupV1, CgroupV2, Limits, cgroup_driver
+from ctr.native.cgroups import cgroupfs, prime
+from ctr.native.cgroups.base import Cgroup
+from ctr.native.cgroups.driver import cgroup_driver
+from ctr.native.cgroups.limits import Limits
+from ctr.native.cgroups.v1 import CgroupV1
+from ctr.native.cgroups.v2 import CgroupV2
 
 pytestmark = [
     pytest.mark.integration,
@@ -132,16 +136,16 @@ def test_prime_attach_moves_nothing_and_warms_the_next_move(v1: CgroupV1, name: 
     before = Path("/proc/self/cgroup").read_text()
     cg = v1.create(name, Limits())
     try:
-        cgroups.prime_attach()
+        prime.prime_attach()
         time.sleep(0.05)  # long after the first priming write, which paid the wait
         started = time.monotonic()
         cg.add(waiting.pid)
         took = time.monotonic() - started
-        cgroups.stop_priming()
+        prime.stop_priming()
         deadline = time.monotonic() + 2
-        while cgroups._prime["running"] and time.monotonic() < deadline:
+        while prime._prime["running"] and time.monotonic() < deadline:
             time.sleep(0.005)
-        assert not cgroups._prime["running"]
+        assert not prime._prime["running"]
         assert Path("/proc/self/cgroup").read_text() == before
         assert str(waiting.pid) in (ROOT / "pids" / name / "cgroup.procs").read_text().split()
         print(f"move while primed: {took * 1000:.2f} ms")
@@ -243,13 +247,13 @@ def test_v1_oom_kill_is_reported(v1: CgroupV1, name: str) -> None:
 
 def test_v2_lifecycle(v2: CgroupV2, name: str, waiting: subprocess.Popen, monkeypatch: pytest.MonkeyPatch) -> None:
     writes: list[tuple[str, str]] = []
-    real_write = cgroups._write
+    real_write = cgroupfs.write
 
     def recording_write(path: Path, value: str) -> None:
         writes.append((path.name, value))
         real_write(path, value)
 
-    monkeypatch.setattr(cgroups, "_write", recording_write)
+    monkeypatch.setattr(cgroupfs, "write", recording_write)
     cg = v2.create(name, Limits())
     assert cg.paths == {"unified": UNIFIED / name}
     cg.add(waiting.pid)
@@ -307,7 +311,7 @@ def _nodes(tmp_path: Path) -> list[str]:
     return ["/dev/null", str(blk), str(mem)]
 
 
-def _probe_in(cg: cgroups.Cgroup, paths: list[str]) -> dict[str, str]:
+def _probe_in(cg: Cgroup, paths: list[str]) -> dict[str, str]:
     """Run OPEN_PROBE as a process that joined `cg` before it exec'd; {path: 'ok' or errno}."""
     proc = subprocess.Popen(["sh", "-c", 'read x; exec "$0" "$@"', sys.executable, "-c", OPEN_PROBE, *paths],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

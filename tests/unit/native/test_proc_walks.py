@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from ctr.native import cgroups
-from ctr.native.cgroups import CgroupV2, Limits
+from ctr.native.cgroups import cgroupfs
+from ctr.native.cgroups.limits import Limits
+from ctr.native.cgroups.v2 import CgroupV2
 from tests.integration.helpers import children
-from tests.unit.native.test_cgroups import FakeCgroupfs, fill, v2_root
+from tests.unit.native.cgroups.fake_cgroupfs import FakeCgroupfs, fill, v2_root
 
 
 @pytest.fixture
@@ -26,14 +27,14 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCgroupfs:
 def vanishing_reads(monkeypatch: pytest.MonkeyPatch, gone: set[str], code: int) -> None:
     """Reads of the named files fail as the kernel fails them for a cgroup removed between
     open and read (ENODEV) or before the open (ENOENT)."""
-    real = cgroups._read
+    real = cgroupfs.read
 
     def read(path: Path) -> str:
         if str(path) in gone:
             raise OSError(code, os.strerror(code), str(path))
         return real(path)
 
-    monkeypatch.setattr(cgroups, "_read", read)
+    monkeypatch.setattr(cgroupfs, "read", read)
 
 
 @pytest.mark.parametrize("code", [errno.ENODEV, errno.ENOENT])
