@@ -46,7 +46,8 @@ def explain(obj, fmt: str, pid: int | None, name: str | None) -> None:
     masked paths and the process that keeps it: all read from /proc and the
     cgroup files, none of it from the runtime's own records.
     """
-    from ctr.native.explain import explain_pid, render_table
+    from ctr.native.explain import explain_pid
+    from ctr.native.explain_table import render_table
 
     if (pid is None) == (name is None):
         raise click.UsageError("give exactly one of a container NAME or --pid PID")

@@ -275,7 +275,7 @@ def _spec(spec: dict) -> str:
 
 
 def _details(result: dict) -> str:
-    from ctr.native.explain import render_table
+    from ctr.native.explain_table import render_table
 
     out = []
     for b in result["backends"]:
