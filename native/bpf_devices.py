@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ctr.native.devices import DeviceRule, effective
-from ctr.native.syscalls import _libc
+from ctr.native.syscalls import libc
 
 # linux/bpf.h
 BPF_PROG_LOAD = 5
@@ -209,7 +209,7 @@ def _bpf(cmd: int, attr: ctypes.Array, what: str) -> int:
     nr = _NR_BPF.get(platform.machine())
     if nr is None:
         raise OSError(38, f"bpf(2): unknown syscall number on {platform.machine()}", what)
-    ret = _libc.syscall(ctypes.c_long(nr), ctypes.c_int(cmd), attr, ctypes.c_uint(len(attr)))
+    ret = libc.syscall(ctypes.c_long(nr), ctypes.c_int(cmd), attr, ctypes.c_uint(len(attr)))
     if ret < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), what)

@@ -12,11 +12,11 @@ import os
 import struct
 
 try:  # the soname directly: find_library forks ldconfig, milliseconds on every start
-    _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
 except OSError:
     import ctypes.util
 
-    _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 # sched.h
 CLONE_NEWNS = 0x00020000
@@ -68,13 +68,13 @@ _SYS_capset = 126
 _SYS_pidfd_open = 434
 _SYS_setns = 308
 
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.unshare.argtypes = [ctypes.c_int]
-_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-_libc.syscall.restype = ctypes.c_long
+libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+libc.unshare.argtypes = [ctypes.c_int]
+libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+libc.syscall.restype = ctypes.c_long
 
 
 def _check(result: int, what: str, path: str | None = None) -> int:
@@ -91,42 +91,42 @@ def _b(s: str | bytes | None) -> bytes | None:
 def datagram_socket() -> int:
     """An AF_INET datagram socket's fd, for interface ioctls: the socket module costs ~2 ms
     to import on every container start, for this one call."""
-    return _check(_libc.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), "socket")
+    return _check(libc.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), "socket")
 
 
 def mount(source: str | None, target: str, fstype: str | None = None, flags: int = 0, data: str | None = None) -> None:
-    _check(_libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)), f"mount {fstype or 'bind'} {source or ''}".rstrip(), target)
+    _check(libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)), f"mount {fstype or 'bind'} {source or ''}".rstrip(), target)
 
 
 def umount(target: str, flags: int = 0) -> None:
-    _check(_libc.umount2(_b(target), flags), "umount", target)
+    _check(libc.umount2(_b(target), flags), "umount", target)
 
 
 def unshare(flags: int) -> None:
     if hasattr(os, "unshare"):
         os.unshare(flags)  # type: ignore[attr-defined]
     else:
-        _check(_libc.unshare(flags), "unshare")
+        _check(libc.unshare(flags), "unshare")
 
 
 def setns(fd: int, nstype: int = 0) -> None:
     if hasattr(os, "setns"):
         os.setns(fd, nstype)  # type: ignore[attr-defined]
     else:
-        _check(_libc.setns(fd, nstype), "setns")
+        _check(libc.setns(fd, nstype), "setns")
 
 
 def sethostname(name: str) -> None:
     raw = name.encode()
-    _check(_libc.sethostname(raw, len(raw)), "sethostname", name)
+    _check(libc.sethostname(raw, len(raw)), "sethostname", name)
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    _check(_libc.syscall(_SYS_pivot_root, _b(new_root), _b(put_old)), "pivot_root", new_root)
+    _check(libc.syscall(_SYS_pivot_root, _b(new_root), _b(put_old)), "pivot_root", new_root)
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl {option}")
+    return _check(libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl {option}")
 
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -140,7 +140,7 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         effective & 0xFFFFFFFF, permitted & 0xFFFFFFFF, inheritable & 0xFFFFFFFF,
         effective >> 32, permitted >> 32, inheritable >> 32,
     )
-    _check(_libc.syscall(_SYS_capset, header, data), "capset")
+    _check(libc.syscall(_SYS_capset, header, data), "capset")
 
 
 class _SockFprog(ctypes.Structure):
@@ -152,14 +152,14 @@ def seccomp_filter(program: bytes) -> None:
     seccomp_export_bpf writes it) on this thread. Needs no_new_privs or CAP_SYS_ADMIN."""
     buf = ctypes.create_string_buffer(program, len(program))
     prog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
-    _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0), "seccomp")
+    _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0), "seccomp")
 
 
 def inotify_watch(path: str | bytes, mask: int) -> int:
     """A non-blocking, close-on-exec inotify fd watching `path` for `mask`."""
-    fd = _check(_libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC), "inotify_init1", str(path))
+    fd = _check(libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC), "inotify_init1", str(path))
     try:
-        _check(_libc.inotify_add_watch(fd, os.fsencode(path), mask), "inotify_add_watch", str(path))
+        _check(libc.inotify_add_watch(fd, os.fsencode(path), mask), "inotify_add_watch", str(path))
     except OSError:
         os.close(fd)
         raise
@@ -169,7 +169,7 @@ def inotify_watch(path: str | bytes, mask: int) -> int:
 def pidfd_open(pid: int) -> int:
     if hasattr(os, "pidfd_open"):
         return os.pidfd_open(pid)
-    return _check(_libc.syscall(_SYS_pidfd_open, pid, 0), "pidfd_open")
+    return _check(libc.syscall(_SYS_pidfd_open, pid, 0), "pidfd_open")
 
 
 def cap_last_cap() -> int:
