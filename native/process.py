@@ -135,10 +135,10 @@ def _fork(plan, identity: Identity, join_cgroup, stdio: Stdio, switch_pid_ns) ->
     try:
         join_cgroup(pid)
         os.write(go_w, b"1")
-        master_fd = _receive_fd(tty_parent) if tty_parent else None
-        _check_exec(err_r)
+        master_fd = receive_fd(tty_parent) if tty_parent else None
+        check_exec(err_r)
     except BaseException:
-        _reap(pid)
+        reap(pid)
         raise
     finally:
         os.close(go_w)
@@ -161,14 +161,15 @@ def _open_namespaces(pid: int) -> dict[str, int]:
     return held
 
 
-def _receive_fd(sock) -> int | None:
+def receive_fd(sock) -> int | None:
+    """The pty master the child sends over `sock` once it has made its terminal, if any."""
     import socket
 
     _msg, fds, _flags, _addr = socket.recv_fds(sock, 16, 1)
     return fds[0] if fds else None
 
 
-def _check_exec(err_r: int) -> None:
+def check_exec(err_r: int) -> None:
     """EOF means exec succeeded; otherwise the child reported why it could not start."""
     data = b""
     while chunk := os.read(err_r, 65536):
@@ -180,7 +181,8 @@ def _check_exec(err_r: int) -> None:
     raise error(message)
 
 
-def _reap(pid: int) -> None:
+def reap(pid: int) -> None:
+    """Kill and wait for a child that failed before (or while) it exec'd."""
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -191,7 +193,9 @@ def _reap(pid: int) -> None:
         pass
 
 
-class _StartError(Exception):
+class StartError(Exception):
+    """A failure in the child before exec, with its exit code (125, or 126/127 as Docker's)."""
+
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
@@ -207,14 +211,14 @@ def _child(plan, held, go_r: int, err_w: int, tty_sock) -> None:
                 sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
             # Wait until the parent has moved us into the cgroup; EOF means the parent died.
             if os.read(go_r, 1) != b"1":
-                raise _StartError(125, "parent went away before start")
+                raise StartError(125, "parent went away before start")
             os.close(go_r)
             if isinstance(plan, ExecPlan):
                 _join(held)
             else:
                 _create(plan)
-            _become(plan.identity, tty_sock)
-        except _StartError as exc:
+            become(plan.identity, tty_sock)
+        except StartError as exc:
             code, message = exc.code, str(exc)
         except CtrError as exc:
             code, message = exc.exit_code, str(exc)
@@ -251,7 +255,7 @@ def _join(held: dict[str, int]) -> None:
     os.chdir("/")
 
 
-def _become(identity: Identity, tty_sock) -> None:
+def become(identity: Identity, tty_sock) -> None:
     """Inside the container's root: stdio, user, capabilities, working dir, exec."""
     _setup_stdio(identity, tty_sock)
     user = resolve_user(identity.user, "/etc", identity.group_add)
@@ -261,7 +265,7 @@ def _become(identity: Identity, tty_sock) -> None:
     try:
         os.makedirs(identity.cwd, exist_ok=True)
     except OSError as exc:
-        raise _StartError(125, f"cannot create working directory {identity.cwd}: {exc.strerror}") from None
+        raise StartError(125, f"cannot create working directory {identity.cwd}: {exc.strerror}") from None
     executable = _find_executable(identity.args[0], env)
 
     # Identity last: the bounding set needs CAP_SETPCAP, setuid needs CAP_SETUID.
@@ -284,7 +288,7 @@ def _become(identity: Identity, tty_sock) -> None:
     try:
         os.chdir(identity.cwd)
     except OSError as exc:
-        raise _StartError(125, f"cannot enter working directory {identity.cwd}: {exc.strerror}") from None
+        raise StartError(125, f"cannot enter working directory {identity.cwd}: {exc.strerror}") from None
     _exec(executable, identity.args, env)
 
 
@@ -346,13 +350,13 @@ def _find_executable(name: str, env: list[str]) -> str:
             return candidate
     if "/" in name:
         if os.path.isdir(name):
-            raise _StartError(126, f'exec "{name}": is a directory')
+            raise StartError(126, f'exec "{name}": is a directory')
         if os.path.exists(name):
-            raise _StartError(126, f'exec "{name}": permission denied')
-        raise _StartError(127, f'exec "{name}": no such file or directory')
+            raise StartError(126, f'exec "{name}": permission denied')
+        raise StartError(127, f'exec "{name}": no such file or directory')
     if any(os.path.exists(c) for c in candidates):
-        raise _StartError(126, f'exec "{name}": permission denied')
-    raise _StartError(127, f'exec "{name}": executable file not found in $PATH')
+        raise StartError(126, f'exec "{name}": permission denied')
+    raise StartError(127, f'exec "{name}": executable file not found in $PATH')
 
 
 def _exec(executable: str, args: tuple[str, ...], env: list[str]) -> None:
@@ -363,4 +367,4 @@ def _exec(executable: str, args: tuple[str, ...], env: list[str]) -> None:
         os.execve(executable, list(args), dict(e.split("=", 1) for e in env))
     except OSError as exc:
         code = 127 if exc.errno == 2 else 126
-        raise _StartError(code, f'exec "{args[0]}": {exc.strerror.lower()}') from None
+        raise StartError(code, f'exec "{args[0]}": {exc.strerror.lower()}') from None
