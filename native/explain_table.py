@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import textwrap
 
+from ctr.spec import CAPABILITIES
+
 from ctr.native.explain import CAP_SETS, short_cmdline
 
 _WIDTH = 78
@@ -215,8 +217,6 @@ def _keeper_rows(t: _Table, keeper: dict) -> None:
 def _cap_words(names: list[str], last_cap: int | None) -> list[str]:
     short = [n.removeprefix("CAP_") for n in names]
     if last_cap is not None and len(short) > (last_cap + 1) // 2:
-        from ctr.spec import CAPABILITIES
-
         known = [c.removeprefix("CAP_") for c in CAPABILITIES[: last_cap + 1]]
         missing = [c for c in known if c not in short]
         extra = [c for c in short if c not in known]
