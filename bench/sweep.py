@@ -110,7 +110,7 @@ def destroy_native_cgroups(b: Bench, root: Path) -> None:
         return
     try:
         from ctr.errors import NotFound
-        from ctr.native.cgroups import cgroup_driver
+        from ctr.native.cgroups.driver import cgroup_driver
 
         driver = cgroup_driver()
     except Exception as exc:

@@ -31,7 +31,7 @@ def attach(container, name: str, identity, log_file: Path) -> tuple[int, int | N
 
     def payload(_arg) -> int:
         # In the container's namespaces, root and cgroup, as root with every capability
-        # still: the rest is the native runtime's own (_become), so that exec is the same.
+        # still: the rest is the native runtime's own (become), so that exec is the same.
         # Everything used here is imported already: the host's modules are out of reach now.
         code = 125
         try:
@@ -42,8 +42,8 @@ def attach(container, name: str, identity, log_file: Path) -> tuple[int, int | N
                 if tty_parent is not None:
                     tty_parent.close()
                 sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)  # as the native exec: gone with ctr
-                native_process._become(identity, tty_child)
-            except native_process._StartError as exc:
+                native_process.become(identity, tty_child)
+            except native_process.StartError as exc:
                 code, message = exc.code, str(exc)
             except CtrError as exc:
                 code, message = exc.exit_code, str(exc)
@@ -56,7 +56,7 @@ def attach(container, name: str, identity, log_file: Path) -> tuple[int, int | N
             os._exit(code)
 
     try:
-        # No DROP_CAPABILITIES, no uid from liblxc: _become drops the bounding set and
+        # No DROP_CAPABILITIES, no uid from liblxc: become drops the bounding set and
         # switches user itself, after resolving -u in the container's /etc.
         pid = container.attach(payload, None, attach_flags=lxc.LXC_ATTACH_MOVE_TO_CGROUP, uid=0, gid=0,
                                env_policy=lxc.LXC_ATTACH_CLEAR_ENV)
@@ -76,12 +76,12 @@ def attach(container, name: str, identity, log_file: Path) -> tuple[int, int | N
             reasons = log_errors(str(log_file))
             raise CtrError(f"cannot exec in container {name}: liblxc could not attach to it" + (f": {reasons[-1]}" if reasons else ""))
         try:
-            master = native_process._receive_fd(tty_parent) if tty_parent is not None else None
-            native_process._check_exec(err_r)
+            master = native_process.receive_fd(tty_parent) if tty_parent is not None else None
+            native_process.check_exec(err_r)
         except BaseException:
             if master is not None:
                 os.close(master)
-            native_process._reap(pid)
+            native_process.reap(pid)
             raise
     finally:
         os.close(err_r)

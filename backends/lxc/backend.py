@@ -449,7 +449,7 @@ class LxcBackend(KeptBackend):
         from ctr.backends.lxc.attach import attach  # off the other commands' start-up
 
         record = self._running(name, "exec in")
-        identity = exec_identity(record, spec, self.paths)  # liblxc attach loads no seccomp: _become does
+        identity = exec_identity(record, spec, self.paths)  # liblxc attach loads no seccomp: become does
         with SignalForwarder() as forwarder:
             pid, master = attach(self._lxc(name), name, identity, self.lxcpath / name / "lxc.log")
             status = forwarder.follow(pid, master, spec.stdin)
