@@ -53,7 +53,7 @@ def read_oom(rundir: Path) -> bool:
 def driver():
     """ctr's cgroup driver, for reading and freezing the payload cgroup by name (stats, and the
     freezer when no liblxc monitor is left to ask)."""
-    from ctr.native.cgroups import cgroup_driver
+    from ctr.native.cgroups.driver import cgroup_driver
 
     return cgroup_driver()
 

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exit-code", required=True, type=int, help="Docker's exit code of PID 1")
     args = parser.parse_args(argv)
 
-    from ctr.native.cgroups import cgroup_driver
+    from ctr.native.cgroups.driver import cgroup_driver
 
     record_end(RecordStore(Paths(data=args.data, run=args.run)), cgroup_driver(), args.name, args.cgroup,
                args.exit_code, args.pid)
