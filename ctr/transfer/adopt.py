@@ -131,7 +131,7 @@ def _docker_client(paths: Paths | None):
 
 
 def _foreign_docker(paths: Paths | None) -> list[Foreign]:
-    from ctr.backends.docker.backend import engine_address, engine_error, engine_exceptions
+    from ctr.backends.docker.engine import engine_address, engine_error, engine_exceptions
 
     client = _docker_client(paths)
     try:
@@ -245,7 +245,7 @@ def _image_ref(config_image: str, image_id: str) -> str:
 
 
 def _import_engine_image(store: ImageStore, client: Any, image_id: str, ref: str) -> Image:
-    from ctr.backends.docker.backend import engine_error, engine_exceptions
+    from ctr.backends.docker.engine import engine_error, engine_exceptions
     from ctr.images.archive import import_image
 
     for image in store.list():
@@ -264,7 +264,7 @@ def _import_engine_image(store: ImageStore, client: Any, image_id: str, ref: str
 
 
 def _adopt_docker(paths: Paths, ident: str, *, name: str | None, to: str, network: str | None) -> Adoption:
-    from ctr.backends.docker.backend import engine_error, engine_exceptions
+    from ctr.backends.docker.engine import engine_error, engine_exceptions
 
     client = _docker_client(paths)
     try:

@@ -690,7 +690,7 @@ def _frames(parts: list[tuple[int, bytes]]) -> bytes:
 
 @pytest.mark.parametrize("cut", [1, 3, 7, 8, 9, 100, 65536])
 def test_demultiplexing_survives_any_split(capfd, cut):
-    from ctr.backends.docker.backend import _copy_multiplexed, _Output
+    from ctr.backends.docker.streams import _copy_multiplexed, Output
 
     parts = [(1, b"out1\n"), (2, b"err1\n"), (1, b"x" * 100000), (2, b""), (3, b"engine\n"), (1, b"end\n")]
     stream = _frames(parts)
@@ -702,7 +702,7 @@ def test_demultiplexing_survives_any_split(capfd, cut):
         a.close()
 
     threading.Thread(target=feed).start()
-    _copy_multiplexed(b, _Output())
+    _copy_multiplexed(b, Output())
     b.close()
     out, err = capfd.readouterr()
     assert out == "out1\n" + "x" * 100000 + "end\n"
@@ -721,7 +721,7 @@ def _archive(files: dict[str, bytes]) -> io.BytesIO:
 
 
 def test_retag_archive_replaces_the_users_tag():
-    from ctr.backends.docker.backend import retag_archive
+    from ctr.backends.docker.images import retag_archive
 
     manifest = [{"Config": "abc.json", "RepoTags": ["busybox:latest"], "Layers": ["l1/layer.tar"]}]
     src = _archive({"abc.json": b"{}", "l1/layer.tar": b"x" * 5000, "manifest.json": json.dumps(manifest).encode(),
@@ -736,7 +736,7 @@ def test_retag_archive_replaces_the_users_tag():
 
 
 def test_engine_tag():
-    from ctr.backends.docker.backend import engine_tag
+    from ctr.backends.docker.images import engine_tag
 
     assert engine_tag("busybox:latest") == ("ctr.local/busybox", "latest")
     assert engine_tag("localhost:5000/app") == ("ctr.local/localhost__5000/app", "latest")
@@ -755,7 +755,7 @@ def test_engine_tag():
 ])
 def test_start_errors_get_dockers_exit_codes(message, kind, text):
     from ctr import errors
-    from ctr.backends.docker.backend import start_error
+    from ctr.backends.docker.engine import start_error
 
     class FakeAPIError(Exception):
         status_code = 400
@@ -768,17 +768,17 @@ def test_start_errors_get_dockers_exit_codes(message, kind, text):
 
 
 def test_engine_times():
-    from ctr.backends.docker.backend import _engine_time
+    from ctr.backends.docker.engine import engine_time
 
-    assert _engine_time("0001-01-01T00:00:00Z") is None and _engine_time("") is None and _engine_time(None) is None
-    assert _engine_time("2024-05-01T12:00:00.5Z") == 1714564800.5
-    assert abs(_engine_time("2024-05-01T12:00:00.123456789Z") - 1714564800.123456789) < 1e-6
-    assert _engine_time("2024-05-01T14:00:00+02:00") == 1714564800.0
+    assert engine_time("0001-01-01T00:00:00Z") is None and engine_time("") is None and engine_time(None) is None
+    assert engine_time("2024-05-01T12:00:00.5Z") == 1714564800.5
+    assert abs(engine_time("2024-05-01T12:00:00.123456789Z") - 1714564800.123456789) < 1e-6
+    assert engine_time("2024-05-01T14:00:00+02:00") == 1714564800.0
 
 
 @pytest.mark.parametrize("cut", [1, 5, 8, 13, 4096])
 def test_log_frames_keep_streams_and_times_apart(cut):
-    from ctr.backends.docker.backend import _log_frames
+    from ctr.backends.docker.logs import _log_frames
     from ctr.state.logs import LogEntry
 
     stream = _frames([(1, b"2024-05-01T12:00:00.000000001Z out\n"), (2, b"2024-05-01T12:00:00.000000002Z err\n"),
@@ -798,9 +798,9 @@ def test_log_frames_keep_streams_and_times_apart(cut):
     ([b"plain output\n"], None, b"plain output\n"),
 ])
 def test_exec_output_holds_back_only_what_looks_like_runcs_failure(capfd, chunks, held, written):
-    from ctr.backends.docker.backend import _HoldingOutput
+    from ctr.backends.docker.streams import HoldingOutput
 
-    out = _HoldingOutput()
+    out = HoldingOutput()
     for chunk in chunks:
         out.write(1, chunk)
     assert out.held == held
@@ -809,7 +809,7 @@ def test_exec_output_holds_back_only_what_looks_like_runcs_failure(capfd, chunks
 
 def test_exec_failures_get_dockers_exit_codes():
     from ctr import errors
-    from ctr.backends.docker.backend import exec_failure
+    from ctr.backends.docker.engine import exec_failure
 
     text = ('OCI runtime exec failed: exec failed: unable to start container process: '
             'exec: "nosuch": executable file not found in $PATH: unknown\r\n')
@@ -825,7 +825,7 @@ def _entry(stream: str, ms: float, data: bytes = b""):
 
 
 def test_stdout_first_orders_what_the_engine_stamped_too_close_to_tell():
-    from ctr.backends.docker.backend import stdout_first
+    from ctr.backends.docker.logs import stdout_first
 
     # The engine stamped `echo out; echo err >&2` the wrong way round, 0.3 ms apart.
     entries = [_entry("stderr", 0.0), _entry("stdout", 0.3)]
@@ -840,7 +840,7 @@ def test_stdout_first_orders_what_the_engine_stamped_too_close_to_tell():
 
 
 def test_stdout_first_does_not_hold_a_followed_stderr_line():
-    from ctr.backends.docker.backend import _TICK, stdout_first
+    from ctr.backends.docker.logs import _TICK, stdout_first
 
     seen = []
     source = iter([_entry("stderr", 0.0), _TICK, _entry("stdout", 1.0)])

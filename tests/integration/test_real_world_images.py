@@ -116,7 +116,7 @@ def deb_images(debroot_tar: Path, tmp_path_factory: pytest.TempPathFactory):
 def test_debootstrap_root_runs_on_every_backend(backend, form, deb_images) -> None:
     """bash, dpkg and apt of a usr-merged Debian (/bin -> usr/bin); USER nobody by name is
     looked up in the image's own /etc/passwd (uid 65534)."""
-    from ctr.backends.docker.backend import engine_tag
+    from ctr.backends.docker.images import engine_tag
 
     root, images, engine_refs = deb_images
     ref = images[form]
@@ -144,7 +144,7 @@ def devnodes_rootfs() -> bytes:
 
 @backends_param()
 def test_device_nodes_from_an_image_cannot_be_opened(backend, tmp_path) -> None:
-    from ctr.backends.docker.backend import engine_tag
+    from ctr.backends.docker.images import engine_tag
 
     root = tmp_path / "root"
     ref = f"ctr-test/devnodes-{RUN_ID}:1"
@@ -220,7 +220,7 @@ def _busybox_layer() -> bytes:
 def test_whiteouts_and_opaque_directories_on_every_backend(backend, tmp_path) -> None:
     """A file deleted by a later layer is gone, an opaque directory shows only the later
     layer's files: on native and lxc through overlayfs, on docker through the engine."""
-    from ctr.backends.docker.backend import engine_tag
+    from ctr.backends.docker.images import engine_tag
 
     lower = _tar(("etc", tarfile.DIRTYPE), ("etc/gone", tarfile.REGTYPE, b"g"), ("etc/kept", tarfile.REGTYPE, b"k"),
                  ("d", tarfile.DIRTYPE), ("d/old", tarfile.REGTYPE, b"o"))

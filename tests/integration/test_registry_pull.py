@@ -230,7 +230,7 @@ def test_image_pulled_from_loopback_registry_runs_on_every_backend(backend, form
     """Issue 13: a reference with a registry host:port (an IPv4 or localhost), a nested path
     and a tag or digest runs on every backend; on docker ctr's engine name must be a valid
     Docker reference (ctr.local/127.0.0.1:5000/... is not)."""
-    from ctr.backends.docker.backend import engine_tag
+    from ctr.backends.docker.images import engine_tag
 
     path, digest = pushed_nested
     port = registry.rsplit(":", 1)[1]

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from ctr.backends.docker.backend import engine_tag
+from ctr.backends.docker.images import engine_tag
 from ctr.images.reference import normalize_ref
 
 # distribution/reference: path components under a domain, and a tag

@@ -71,7 +71,7 @@ def test_docker_sends_the_engines_own_privileged():
 def test_docker_names_the_engine_that_cannot_grant_every_capability():
     import docker
 
-    from ctr.backends.docker.backend import start_error
+    from ctr.backends.docker.engine import start_error
     from ctr.errors import Unsupported
 
     text = ("failed to create shim task: OCI runtime create failed: runc create failed: unable to start "
