@@ -39,7 +39,9 @@ from ctr.spec import ContainerSpec, validate_name
 
 from ctr.backends import get_backend
 from ctr.transfer.layer import write_layer
-from ctr.convert import Conversion, docker_to_spec, read_lxc, spec_from
+from ctr.convert.lxc import read_lxc
+from ctr.convert.docker import docker_to_spec
+from ctr.convert.conversion import Conversion, spec_from
 from ctr.images.store import ImageStore
 from ctr.images.busybox import BUILTIN_PATH_ENV
 from ctr.images.model import Image, ImageConfig
