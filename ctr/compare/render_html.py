@@ -12,7 +12,8 @@ import math
 import shlex
 from html import escape
 
-from ctr.cli.compare import MARK, command_line, spec_arguments
+from ctr.compare.render_text import MARK, command_line, spec_arguments
+from ctr.compare.rows import GROUPS, docker_size
 
 TIMINGS = (("create", "create_ms", "making the container"), ("start", "start_ms", "until its process runs"),
            ("total", "total_ms", "from create until the exit code is known"))
@@ -143,8 +144,6 @@ def _errors(errors: list[tuple[str, dict]]) -> str:
 
 
 def _table(result: dict, colours: dict[str, str]) -> str:
-    from ctr.compare.run import GROUPS
-
     backends = result["backends"]
     head = ['<table class="compare"><thead><tr><th></th><th class="label">feature</th>']
     for b in backends:
@@ -252,8 +251,6 @@ def _machine(result: dict) -> str:
 
 
 def _spec(spec: dict) -> str:
-    from ctr.compare.run import docker_size
-
     facts = []
     for key, value in spec.items():
         empty = value is None or value is False or (value in ([], {}) and key != "entrypoint")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ctr.backends import REGISTRY, probe
-from ctr.compare.run import FEATURES
+from ctr.compare.rows import FEATURES
 from ctr.spec import CAPABILITIES, DEFAULT_CAPS
 from tests.conftest import backends_param
 

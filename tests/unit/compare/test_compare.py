@@ -15,12 +15,12 @@ from click.testing import CliRunner
 
 from ctr.compare import run as compare_mod
 from ctr.backends.base import Backend, BackendInfo
-from ctr.compare.run import (
-    FEATURES, build_rows, cap_summary, compare, container_names, docker_size, human_bytes, tree_size,
-)
+from ctr.compare.run import compare, container_names, tree_size
+from ctr.compare.rows import FEATURES, build_rows, cap_summary, docker_size, human_bytes, keeper_of
 from ctr.state.paths import Paths
 from ctr.state.records import Record
-from ctr.cli.compare import compare_command, render_table, spec_arguments
+from ctr.cli.compare import compare_command
+from ctr.compare.render_text import render_table, spec_arguments
 from ctr.compare.render_html import render_html
 from ctr.errors import CommandNotFound, CtrError, NotFound, Unsupported
 from ctr.spec import CAPABILITIES, DEFAULT_CAPS, ContainerSpec
@@ -62,7 +62,7 @@ def make_doc(*, memory: object = 64 << 20, pids: object = 50, caps: list[str] = 
 
 
 def make_result(doc: dict | None, exit_code: int | None = 0, total: float | None = 100.0) -> dict:
-    keeper = compare_mod.keeper_of(doc) if doc else None
+    keeper = keeper_of(doc) if doc else None
     layer = {"path": "/x/upper", "bytes": 4096, "files": 1, "reason": None}
     return {"backend": "?", "versions": {},
             "explain": {"name": "e", "pid": 4242 if doc else None, "doc": doc, "keeper": keeper,
