@@ -4,7 +4,10 @@ get distinct engine names."""
 
 from __future__ import annotations
 
+import io
+import json
 import re
+import tarfile
 
 import pytest
 
@@ -47,3 +50,37 @@ def test_the_familiar_forms_keep_their_names() -> None:
 def test_a_very_long_name_still_fits() -> None:
     repo, tag = engine_tag(normalize_ref("reg.example.com:5000/" + "/".join(["abcdefghij"] * 21) + ":1"))
     assert DOCKER_REPO.fullmatch(repo) and len(repo) <= 255 and tag == "1"
+
+
+def _archive(files: dict[str, bytes]) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, data in files.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf
+
+
+def test_retag_archive_replaces_the_users_tag():
+    from ctr.backends.docker.images import retag_archive
+
+    manifest = [{"Config": "abc.json", "RepoTags": ["busybox:latest"], "Layers": ["l1/layer.tar"]}]
+    src = _archive({"abc.json": b"{}", "l1/layer.tar": b"x" * 5000, "manifest.json": json.dumps(manifest).encode(),
+                    "repositories": b'{"busybox": {"latest": "l1"}}'})
+    dst = io.BytesIO()
+    retag_archive(src, dst, "ctr.local/busybox:latest")
+    with tarfile.open(fileobj=dst) as tar:
+        assert sorted(tar.getnames()) == ["abc.json", "l1/layer.tar", "manifest.json"]
+        out = json.load(tar.extractfile("manifest.json"))
+        assert out == [{"Config": "abc.json", "RepoTags": ["ctr.local/busybox:latest"], "Layers": ["l1/layer.tar"]}]
+        assert tar.extractfile("l1/layer.tar").read() == b"x" * 5000
+
+
+def test_engine_tag():
+    from ctr.backends.docker.images import engine_tag
+
+    assert engine_tag("busybox:latest") == ("ctr.local/busybox", "latest")
+    assert engine_tag("localhost:5000/app") == ("ctr.local/localhost__5000/app", "latest")
+    assert engine_tag("quay.io/x/y:1.2") == ("ctr.local/quay.io/x/y", "1.2")
