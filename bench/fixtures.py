@@ -84,13 +84,14 @@ def engine_image(b: Bench) -> str:
     b.sh(["docker", "version", "--format", "{{.Server.Version}}"], timeout=15)
     if b.sh(["docker", "image", "inspect", ENGINE_IMAGE], check=False).returncode != 0:
         try:
+            from ctr.images.export import export_docker_archive
             from ctr.images.store import ImageStore
             from ctr.state.paths import Paths
 
             store = ImageStore(Paths.default(b.root))
             raw = b.tmp / "busybox-docker.tar"
             with open(raw, "wb") as f:
-                store.export_docker_archive(store.get("busybox"), f)
+                export_docker_archive(store, store.get("busybox"), f)
         except Exception as exc:
             raise NotAvailable(f"cannot export busybox from ctr's image store: {exc}") from None
         tagged = b.tmp / "busybox-engine.tar"

@@ -58,7 +58,7 @@ from ctr.state.records import Record, RecordStore
 if TYPE_CHECKING:
     import docker
 
-    from ctr.images.store import Image
+    from ctr.images.model import Image
 
 NAME_ATTEMPTS = 8  # a generated name that clashes is replaced this often
 ACTIVE = ("running", "paused")
@@ -130,11 +130,12 @@ class DockerBackend(Backend):
         return image, engine_ref
 
     def _load(self, image: "Image", engine_ref: str) -> None:
+        from ctr.images.export import export_docker_archive
         from ctr.images.store import ImageStore
 
         doing = f"cannot load image {image.name} into the docker engine"
         with tempfile.TemporaryFile() as exported, tempfile.TemporaryFile() as retagged:
-            ImageStore(self.paths).export_docker_archive(image, exported)
+            export_docker_archive(ImageStore(self.paths), image, exported)
             retag_archive(exported, retagged, engine_ref)
             progress = engine_call(doing, self.client.api.load_image, retagged, quiet=True)
             try:
@@ -483,7 +484,9 @@ class DockerBackend(Backend):
 def host_cgroup(pid: int):
     """The cgroup the engine put `pid` in, as a native Cgroup object (for its stats), from
     /proc/PID/cgroup: v1 .../<controller>/docker/<id>, v2 system.slice/docker-<id>.scope or docker/<id>."""
-    from ctr.native.cgroups import V1Cgroup, V2Cgroup, is_cgroup2_mount, v1_hierarchies
+    from ctr.native.cgroups.mounted import is_cgroup2_mount, v1_hierarchies
+    from ctr.native.cgroups.v1 import V1Cgroup
+    from ctr.native.cgroups.v2 import V2Cgroup
 
     root = Path("/sys/fs/cgroup")
     by_controllers: dict[frozenset[str], str] = {}

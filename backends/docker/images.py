@@ -26,7 +26,7 @@ def engine_tag(image_name: str) -> tuple[str, str]:
     cannot collide with another host), an IPv6 host 'ip6-' and its groups joined by '-'.
     A digest becomes the tag, so two digests of one name never share an engine tag.
     """
-    from ctr.images.store import split_ref
+    from ctr.images.reference import split_ref
 
     name, tag, digest = split_ref(image_name)
     first, slash, rest = name.partition("/")

@@ -33,13 +33,12 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, BinaryIO, Iterator, Sequence
+from typing import IO, Iterator, Sequence
 
 from ctr.errors import Conflict, CtrError, InvalidSpec, NotFound
 
 from ctr.images.busybox import (BUILTIN_CREATED, BUILTIN_PATH_ENV, BUILTIN_REF, build_busybox_layer, busybox_facts,
                                 find_busybox)
-from ctr.images.export import export_docker_archive
 from ctr.images.layers import describe_error, extract_layer, open_layer, sniff_compression, unreadable_layer_errors
 from ctr.images.model import (MACHINE_ARCH, MANIFEST_TYPES, MEDIA_CONFIG, MEDIA_INDEX, MEDIA_LAYER, MEDIA_LAYER_GZIP,
                               MEDIA_MANIFEST, REF_ANNOTATION, Image, ImageConfig, canonical_json)
@@ -466,10 +465,6 @@ class ImageStore:
         for blob in self.blobs.iterdir():
             if not blob.name.startswith(".") and "sha256:" + blob.name not in live:
                 unlink_quiet(blob)
-
-    def export_docker_archive(self, image: Image, out: BinaryIO, *, extra: dict | None = None) -> None:
-        """export.export_docker_archive of `image` (what `docker save` writes) to `out`."""
-        export_docker_archive(self, image, out, extra=extra)
 
 
 def _remove_if_abandoned(staging: Path) -> None:

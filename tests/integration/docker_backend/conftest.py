@@ -47,7 +47,8 @@ def dctr(ctr, backend):
 @pytest.fixture
 def config_image(backend, engine):
     """A ctr image with every config field set, unique per run so the engine must load it."""
-    from ctr.images.store import ImageConfig, ImageStore
+    from ctr.images.model import ImageConfig
+    from ctr.images.store import ImageStore
 
     store = ImageStore(backend.paths)
     busybox = store.get("busybox")

@@ -9,7 +9,6 @@ import pytest
 from ctr.convert import READ_FORMATS, WRITE_FORMATS, convert
 from ctr.convert.docker import read_docker
 from ctr.convert.lxc import read_lxc
-from ctr.images.model import ImageConfig
 from ctr.errors import InvalidSpec
 from tests.unit.convert.samples import CONVERTIBLE_LXC, DOCKER_INSPECT, UNCONVERTIBLE_LXC
 

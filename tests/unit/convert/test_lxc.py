@@ -7,7 +7,7 @@ import json
 
 from ctr.convert import convert
 from ctr.convert.lxc import parse_lxc_config, read_lxc, write_lxc
-from ctr.images.store import ImageConfig
+from ctr.images.model import ImageConfig
 from tests.unit.convert.samples import CONVERTIBLE_LXC, UNCONVERTIBLE_LXC
 
 

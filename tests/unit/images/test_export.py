@@ -19,7 +19,7 @@ from ctr.images.store import ImageStore
 from ctr.state.paths import Paths
 from ctr.images import export
 from ctr.images.archive import import_image
-from ctr.images.export import export_image
+from ctr.images.export import export_docker_archive, export_image
 
 from tests.unit.images.helpers import C, D, GOOD_LAYER, L, R, make_tar, sha256, write
 
@@ -52,7 +52,7 @@ def read_docker_archive(data: bytes) -> tuple[dict, dict, dict[str, bytes]]:
 def test_export_docker_archive(store: ImageStore) -> None:
     image = store.get("busybox")
     out = _Pipe()
-    store.export_docker_archive(image, out)  # type: ignore[arg-type]
+    export_docker_archive(store, image, out)  # type: ignore[arg-type]
     manifest, config, files = read_docker_archive(bytes(out.data))
     assert manifest["RepoTags"] == ["busybox:latest"]
     assert sha256(files[manifest["Config"]]) == image.config_digest
@@ -69,7 +69,7 @@ def test_export_uncompresses_gzip_layers(store: ImageStore) -> None:
     top = make_tar(("top", tarfile.REGTYPE, b"t"))
     image = store.create("127.0.0.1:5000/demo:1", [base, gzip.compress(top), base])
     out = io.BytesIO()
-    store.export_docker_archive(image, out)
+    export_docker_archive(store, image, out)
     manifest, config, files = read_docker_archive(out.getvalue())
     assert manifest["RepoTags"] == ["127.0.0.1:5000/demo:1"]
     assert config["rootfs"]["diff_ids"] == [sha256(base), sha256(top), sha256(base)]
