@@ -7,11 +7,9 @@ and the native path never pay for them.
 from __future__ import annotations
 
 import importlib
-
-from ctr.errors import CtrError, InvalidSpec, NotFound
-
 from typing import TYPE_CHECKING
 
+from ctr.errors import CtrError, InvalidSpec, NotFound
 from ctr.state.paths import Paths
 
 if TYPE_CHECKING:
@@ -38,7 +36,7 @@ DEFAULT_BACKEND = "native"
 ATTACHES_CGROUPS = frozenset({"native", "lxc"})
 
 
-def backend_class(name: str) -> "type[Backend]":
+def backend_class(name: str) -> type[Backend]:
     try:
         module_name, class_name = REGISTRY[name]
     except KeyError:
@@ -47,7 +45,7 @@ def backend_class(name: str) -> "type[Backend]":
     return getattr(module, class_name)
 
 
-def probe(name: str) -> "BackendInfo":
+def probe(name: str) -> BackendInfo:
     """Whether backend `name` is usable here; never raises for a known name."""
     try:
         cls = backend_class(name)
@@ -58,12 +56,12 @@ def probe(name: str) -> "BackendInfo":
     return cls.probe()
 
 
-def get_backend(name: str, paths: Paths | None = None) -> "Backend":
+def get_backend(name: str, paths: Paths | None = None) -> Backend:
     """The backend called `name`, ready to use, or BackendUnavailable saying what is missing."""
     return backend_class(name).ready(paths)
 
 
-def backend_for(name: str, paths: Paths) -> "Backend":
+def backend_for(name: str, paths: Paths) -> Backend:
     """The backend that made container `name`, read from ctr's record of it."""
     from ctr.state.records import RecordStore
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import functools
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Iterator
+from typing import TYPE_CHECKING, ClassVar
 
 from ctr.errors import BackendUnavailable, Conflict, InvalidSpec, Unsupported, os_reason
-from ctr.spec import ContainerSpec
 from ctr.process import ExecSpec
-
+from ctr.spec import ContainerSpec
 from ctr.state.paths import Paths
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def writes_cidfile(create):
     return wrapper
 
 
-def check_host_gateway(backend: "Backend", spec: ContainerSpec) -> None:
+def check_host_gateway(backend: Backend, spec: ContainerSpec) -> None:
     """--add-host NAME:host-gateway names the engine's bridge gateway; native and lxc have none."""
     from ctr.spec import HOST_GATEWAY
 
@@ -139,7 +139,7 @@ class Backend(ABC):
         """Whether this backend can run here, and why not; never raises."""
 
     @classmethod
-    def ready(cls, paths: Paths | None = None) -> "Backend":
+    def ready(cls, paths: Paths | None = None) -> Backend:
         """A backend ready to use, or BackendUnavailable saying what is missing. A backend
         whose probe is costly (a round trip to a daemon) overrides it to probe and connect
         in one go."""
@@ -159,7 +159,7 @@ class Backend(ABC):
     # The lifecycle. A backend overrides what it can do; the rest says so (Unsupported),
     # which is what the CLI shows, with exit code 125.
 
-    def create(self, spec: ContainerSpec) -> "Record":
+    def create(self, spec: ContainerSpec) -> Record:
         """A container that exists but has not started."""
         raise Unsupported(self.name, "create")
 
@@ -167,7 +167,7 @@ class Backend(ABC):
         """Start a created or exited container in the background."""
         raise Unsupported(self.name, "start")
 
-    def run_detached(self, spec: ContainerSpec) -> "Record":
+    def run_detached(self, spec: ContainerSpec) -> Record:
         """create + start; a container that fails to start is removed again."""
         record = self.create(spec)
         try:
@@ -177,11 +177,11 @@ class Backend(ABC):
             raise
         return record
 
-    def get(self, name: str) -> "Record":
+    def get(self, name: str) -> Record:
         """The container's record with its status read from the live system."""
         raise Unsupported(self.name, "get")
 
-    def _running(self, name: str, doing: str) -> "Record":
+    def _running(self, name: str, doing: str) -> Record:
         """The record of container `name`, or Conflict saying why `doing` is impossible now."""
         record = self.get(name)
         if record.status != "running":
@@ -190,7 +190,7 @@ class Backend(ABC):
             raise Conflict(f"cannot {doing} container {name}: it is not running")
         return record
 
-    def list(self) -> "list[Record]":
+    def list(self) -> list[Record]:
         raise Unsupported(self.name, "list")
 
     def stop(self, name: str, timeout: float | None = None) -> None:
@@ -210,7 +210,7 @@ class Backend(ABC):
     def exec(self, name: str, spec: ExecSpec) -> int:
         raise Unsupported(self.name, "exec")
 
-    def logs(self, name: str, follow: bool = False, tail: int | None = None) -> "Iterator[LogEntry]":
+    def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[LogEntry]:
         raise Unsupported(self.name, "logs")
 
     def pause(self, name: str) -> None:
@@ -227,13 +227,13 @@ class Backend(ABC):
         """The backend's part of `ctr inspect`: {"raw": ..., "rootfs": ..., "cgroup": ...}."""
         raise Unsupported(self.name, "inspect")
 
-    def root_path(self, name: str) -> "Path":
+    def root_path(self, name: str) -> Path:
         """A host path that shows the running container's root filesystem (for cp)."""
         raise Unsupported(self.name, "cp")
 
     # -- moving containers (issue 8: commit, export/import, migrate; backends/migrate.py) --
 
-    def writable_layer(self, name: str) -> "Path":
+    def writable_layer(self, name: str) -> Path:
         """The host directory holding the container's writable layer: an overlayfs upper
         directory (whiteouts as 0:0 character devices, opaque directories by xattr)."""
         upper = (self.inspect(name).get("rootfs") or {}).get("upper")
@@ -249,7 +249,6 @@ class Backend(ABC):
         name (docker finds its engine container by id); a backend that names more after
         the container (lxc: its liblxc directory) extends it."""
         from ctr.errors import Conflict
-
         from ctr.state.records import RecordStore
 
         store = RecordStore(self.paths)

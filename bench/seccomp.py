@@ -25,10 +25,10 @@ from pathlib import Path
 
 
 def in_process(runs: int) -> dict[str, float]:
-    from ctr.state.paths import Paths
-    from ctr.security import seccomp_program
     from ctr.native import seccomp, syscalls
+    from ctr.security import seccomp_program
     from ctr.spec import ContainerSpec
+    from ctr.state.paths import Paths
 
     spec = ContainerSpec("busybox")
     tmp = Path(tempfile.mkdtemp(prefix="ctr-bench-seccomp-"))

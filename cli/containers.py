@@ -10,10 +10,9 @@ import time
 import click
 
 from ctr.backends import REGISTRY
+from ctr.cli.options import errors_to_exit, pass_obj
 from ctr.errors import InvalidSpec
 from ctr.units import binary_size
-
-from ctr.cli.options import errors_to_exit, pass_obj
 
 command = click.command  # each command is registered lazily by cli.main (LAZY_COMMANDS)
 
@@ -27,9 +26,8 @@ def _backend(obj, name: str):
 def _each(obj, names, act, echo_name: bool = True) -> None:
     """Do `act(backend, name)` for every name, as Docker does: a failure is reported and
     the others still get their turn; the command fails if any did."""
-    from ctr.errors import CtrError
-
     from ctr.cli.options import CtrExit
+    from ctr.errors import CtrError
 
     failed = None
     for name in names:

@@ -10,15 +10,14 @@ import json
 
 import click
 
-
 from ctr.cli.options import errors_to_exit
 
 
 def resolve_container(ctx_obj, name: str):
     """Container `name`'s record, as its own backend reports it; it must be running."""
     from ctr.backends import backend_for
-    from ctr.state.paths import Paths
     from ctr.errors import Conflict
+    from ctr.state.paths import Paths
 
     paths = ctx_obj.paths if ctx_obj is not None else Paths.default()
     record = backend_for(name, paths).get(name)

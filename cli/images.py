@@ -9,7 +9,7 @@ cli.main, which registers it).
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 
@@ -30,8 +30,8 @@ def _ago(created: str) -> str:
     except ValueError:
         return "N/A"
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    seconds = max(0, (datetime.now(timezone.utc) - when).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    seconds = max(0, (datetime.now(UTC) - when).total_seconds())
     for unit, size in (("year", 365 * 86400), ("month", 30 * 86400), ("week", 7 * 86400), ("day", 86400),
                        ("hour", 3600), ("minute", 60)):
         if seconds >= 2 * size or (unit in ("hour", "minute") and seconds >= size):

@@ -14,8 +14,8 @@ import sys
 import click
 
 from ctr.backends import DEFAULT_BACKEND, REGISTRY
-from ctr.state.paths import Paths
 from ctr.cli.options import Context, CtrExit, build_spec, errors_to_exit, pass_obj, spec_options
+from ctr.state.paths import Paths
 
 # Commands that live in other modules, imported only when used (or listed by --help):
 # `ctr run` should not pay for the image, compare or migration code.

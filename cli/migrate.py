@@ -203,8 +203,8 @@ def convert(obj, source: str, target: str, file: str) -> None:
             raise NotFound(f"no such file: {file}") from None
 
     def resolve(image: str):
-        from ctr.images.store import ImageStore
         from ctr.images.reference import normalize_ref
+        from ctr.images.store import ImageStore
 
         try:
             found = ImageStore(obj.paths).lookup(normalize_ref(image))  # never builds or pulls anything

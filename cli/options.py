@@ -6,9 +6,9 @@ import functools
 
 import click
 
+from ctr.errors import CtrError
 from ctr.state.paths import Paths
 
-from ctr.errors import CtrError
 
 class Context:
     """What every command gets: the backend chosen with --backend, and the state root."""
@@ -78,8 +78,16 @@ def spec_options(func):
 
 def build_spec(image: str, command: tuple[str, ...], **opts):
     """Turn the parsed flags into a ContainerSpec; all text parsing is ctr.spec's."""
-    from ctr.spec import (ContainerSpec, parse_cpus, parse_env, parse_env_file, parse_label, parse_memory,
-                          parse_pids_limit, parse_volume)
+    from ctr.spec import (
+        ContainerSpec,
+        parse_cpus,
+        parse_env,
+        parse_env_file,
+        parse_label,
+        parse_memory,
+        parse_pids_limit,
+        parse_volume,
+    )
 
     entrypoint = opts["entrypoint"]
     return ContainerSpec(

@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ctr.errors import BackendUnavailable, CommandNotExecutable, CommandNotFound, Conflict, CtrError, InvalidSpec, NotFound, Unsupported
+from ctr.errors import (
+    BackendUnavailable,
+    CommandNotExecutable,
+    CommandNotFound,
+    Conflict,
+    CtrError,
+    InvalidSpec,
+    NotFound,
+    Unsupported,
+)
 
 if TYPE_CHECKING:
     from ctr.spec import ContainerSpec, Mount

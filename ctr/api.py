@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ctr.spec import ContainerSpec
 
@@ -47,7 +48,7 @@ class ExecResult:
 class Container:
     """One container of one backend."""
 
-    def __init__(self, backend: "Backend | Client", record: "Record") -> None:
+    def __init__(self, backend: Backend | Client, record: Record) -> None:
         self.backend = backend
         self._record = record
 
@@ -66,7 +67,7 @@ class Container:
         return self._record.short_id
 
     @property
-    def record(self) -> "Record":
+    def record(self) -> Record:
         """ctr's record as last read (refresh() reads it again)."""
         return self._record
 
@@ -87,7 +88,7 @@ class Container:
     def exit_code(self) -> int | None:
         return self._record.exit_code
 
-    def refresh(self) -> "Container":
+    def refresh(self) -> Container:
         self._record = self.backend.get(self._record.name)
         return self
 
@@ -96,13 +97,13 @@ class Container:
 
     # what it does
 
-    def start(self) -> "Container":
+    def start(self) -> Container:
         from ctr.transfer.migrate import start
 
         start(_backend_of(self.backend), self.name)  # with this process's garbage collected first: see there
         return self.refresh()
 
-    def stop(self, timeout: float | None = None) -> "Container":
+    def stop(self, timeout: float | None = None) -> Container:
         """--stop-signal, then SIGKILL after `timeout` seconds (None: the container's --stop-timeout, else 10)."""
         self.backend.stop(self.name, timeout)
         return self.refresh()
@@ -132,7 +133,7 @@ class Container:
             code = self.exec(args, **kw)
         return ExecResult(code, out.read(), err.read())
 
-    def logs(self, follow: bool = False, tail: int | None = None) -> "Iterator[LogEntry]":
+    def logs(self, follow: bool = False, tail: int | None = None) -> Iterator[LogEntry]:
         return self.backend.logs(self.name, follow=follow, tail=tail)
 
     def output(self) -> bytes:
@@ -145,7 +146,7 @@ class Container:
         return inspect_document(_backend_of(self.backend), self.name)
 
 
-def _backend_of(handle: "Backend | Client") -> "Backend":
+def _backend_of(handle: Backend | Client) -> Backend:
     return handle.backend if isinstance(handle, Client) else handle
 
 
@@ -178,7 +179,7 @@ class Client:
     """One backend, ready to use: `.containers` are its containers as objects, `.backend` the
     Backend itself; any other attribute is the Backend's."""
 
-    def __init__(self, backend: "Backend") -> None:
+    def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.containers = Containers(self)
 
@@ -192,7 +193,7 @@ class Client:
 class Containers:
     """The containers of one backend: `client.containers`."""
 
-    def __init__(self, backend: "Backend | Client") -> None:
+    def __init__(self, backend: Backend | Client) -> None:
         self.backend = backend
 
     def list(self, all: bool = True) -> list[Container]:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from ctr.errors import InvalidSpec, Unsupported, os_reason
 from ctr.spec import ContainerSpec
-
 from ctr.state.paths import Paths
 
 

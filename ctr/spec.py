@@ -10,8 +10,8 @@ import ipaddress
 import os
 import re
 import signal as _signal
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Mapping
 
 from ctr.errors import InvalidSpec, os_reason
 
@@ -148,7 +148,7 @@ class ContainerSpec:
         if self.user is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?", self.user):
             raise InvalidSpec(f"user {self.user!r}: must be name|uid[:group|gid]")
 
-    def with_changes(self, **changes) -> "ContainerSpec":
+    def with_changes(self, **changes) -> ContainerSpec:
         """A copy with some fields replaced (the spec itself is frozen)."""
         return replace(self, **changes)
 
@@ -210,7 +210,7 @@ class ContainerSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "ContainerSpec":
+    def from_dict(cls, d: Mapping) -> ContainerSpec:
         d = dict(d)
         d["mounts"] = tuple(Mount(**m) for m in d.get("mounts", ()))
         known = cls.__dataclass_fields__

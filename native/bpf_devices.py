@@ -27,8 +27,8 @@ import ctypes
 import os
 import platform
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ctr.native.devices import DeviceRule, effective
 from ctr.native.syscalls import libc
@@ -78,7 +78,7 @@ class Insn:
         return struct.pack("<BBhi", self.code, (self.src << 4) | self.dst, self.off, self.imm)
 
     @classmethod
-    def unpack(cls, raw: bytes) -> "Insn":
+    def unpack(cls, raw: bytes) -> Insn:
         code, regs, off, imm = struct.unpack("<BBhi", raw)
         return cls(code, regs & 0xF, regs >> 4, off, imm)
 

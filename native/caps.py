@@ -68,7 +68,7 @@ def grantable(m: int) -> int:
     return m & own_bounding_set() & ((1 << (syscalls.cap_last_cap() + 1)) - 1)
 
 
-def container_mask(spec: "ContainerSpec") -> int:
+def container_mask(spec: ContainerSpec) -> int:
     """The capability mask of a container's root: its spec's set, or under --privileged
     every capability this process can pass on."""
     m = mask(spec.capabilities())

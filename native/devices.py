@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ctr.errors import InvalidSpec
 

@@ -18,7 +18,6 @@ import re
 from pathlib import Path
 
 from ctr.errors import CtrError, NotFound
-
 from ctr.native.caps import names as cap_names
 from ctr.native.explain_cgroups import cgroups_section
 from ctr.native.explain_files import read_optional, read_text

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import textwrap
 
-from ctr.spec import CAPABILITIES
-
 from ctr.native.explain import CAP_SETS, short_cmdline
+from ctr.spec import CAPABILITIES
 
 _WIDTH = 78
 _LABEL = 16

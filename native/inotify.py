@@ -20,7 +20,7 @@ class Watch:
             except BlockingIOError:
                 pass
 
-    def __enter__(self) -> "Watch":
+    def __enter__(self) -> Watch:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -22,7 +22,6 @@ import termios
 from dataclasses import dataclass
 
 from ctr.errors import CommandNotExecutable, CommandNotFound, CtrError
-
 from ctr.native import caps, net, rootfs
 from ctr.native import syscalls as sc
 from ctr.native.users import resolve_user

@@ -13,12 +13,11 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from ctr.spec import Mount
-
 from ctr.native import syscalls as sc
 from ctr.native.cgroups.base import CgroupMount
 from ctr.native.devices import HostDevice
 from ctr.native.fspath import resolve_in_root
+from ctr.spec import Mount
 
 NOSUID_NODEV_NOEXEC = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
 

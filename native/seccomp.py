@@ -26,9 +26,9 @@ import functools
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from ctr.errors import CtrError, InvalidSpec
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import _thread
 import signal
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def start_quiet(target: Callable[..., Any], *args: Any) -> None:

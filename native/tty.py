@@ -10,8 +10,8 @@ import signal
 import struct
 import termios
 import tty as _tty
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 
 def winsize(fd: int) -> bytes | None:

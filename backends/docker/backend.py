@@ -25,9 +25,10 @@ import re
 import signal
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ctr.backends.base import Backend, BackendInfo, check_mount_sources, writes_cidfile
 from ctr.backends.docker.create import create_body
@@ -91,15 +92,15 @@ class DockerBackend(Backend):
         return BackendInfo(cls.name, True, "", versions(version))
 
     @classmethod
-    def ready(cls, paths: Paths | None = None) -> "DockerBackend":
+    def ready(cls, paths: Paths | None = None) -> DockerBackend:
         """Probe and connect with one request to the engine (the SDK's own version
         negotiation would make it three: ~10 ms each on a fresh connection)."""
         backend = cls(paths)
-        backend.client  # connects, or says why it cannot
+        _ = backend.client  # connects, or says why it cannot
         return backend
 
     @property
-    def client(self) -> "docker.DockerClient":
+    def client(self) -> docker.DockerClient:
         if self._client is None:
             try:
                 self._client, _ = connect(None)
@@ -109,7 +110,7 @@ class DockerBackend(Backend):
 
     # --- images ---
 
-    def ensure_image(self, ref: str) -> tuple["Image", str]:
+    def ensure_image(self, ref: str) -> tuple[Image, str]:
         """ctr's image `ref`, present in the engine as ctr.local/<name>; returns (image, engine ref).
 
         Nothing is sent when the engine already holds an image whose Id is the config
@@ -129,7 +130,7 @@ class DockerBackend(Backend):
         engine_call(f"cannot tag image {image.config_digest} as {engine_ref}", api.tag, image.config_digest, repo, tag)
         return image, engine_ref
 
-    def _load(self, image: "Image", engine_ref: str) -> None:
+    def _load(self, image: Image, engine_ref: str) -> None:
         from ctr.images.export import export_docker_archive
         from ctr.images.store import ImageStore
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ctr.errors import CommandNotExecutable, CommandNotFound, Conflict, CtrError, NotFound, Unsupported
 
@@ -54,7 +55,7 @@ class Unreachable(Exception):
     """No usable engine or SDK; the message says why and what to do."""
 
 
-def connect(timeout: float | None) -> tuple["docker.DockerClient", dict]:
+def connect(timeout: float | None) -> tuple[docker.DockerClient, dict]:
     """A client of the engine that speaks its API version, and the engine's /version.
 
     One request: GET /version, which every engine answers unversioned; the client is then
@@ -181,8 +182,8 @@ def engine_iter(doing: str, it: Iterator[Any]) -> Iterator[Any]:
         raise engine_error(exc, doing) from exc
 
 
-def open_stream(api: "docker.APIClient", method: str, path: str, container_id: str, params: dict,
-                timeout: float | None) -> "requests.Response":
+def open_stream(api: docker.APIClient, method: str, path: str, container_id: str, params: dict,
+                timeout: float | None) -> requests.Response:
     """`method` on the engine's `path` (a format with one {0}: the container's id), its body
     left unread, as the SDK's own requests are made: its URL, the config's HttpHeaders, its
     APIError for an HTTP error.

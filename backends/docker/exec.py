@@ -26,7 +26,7 @@ class Exec:
     container's env with the exec's on top, its workdir and user unless given), ctr's
     stdio joined to it, and its exit code returned."""
 
-    def __init__(self, api: "docker.APIClient", record: Record, spec: ExecSpec) -> None:
+    def __init__(self, api: docker.APIClient, record: Record, spec: ExecSpec) -> None:
         self.api = api
         self.record = record
         self.spec = spec

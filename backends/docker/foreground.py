@@ -8,7 +8,8 @@ from __future__ import annotations
 import signal
 import socket
 import threading
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ctr.backends.docker.engine import engine_call, engine_exceptions, open_stream, start_error
 from ctr.backends.docker.streams import FORWARDED_SIGNALS, Output, Stdio, in_thread, raw_socket, terminal_size
@@ -39,7 +40,7 @@ class Foreground:
     The backend hands in how: `create()` makes both, `discard(record, engine_removed)`
     removes both (`engine_removed`: the engine said it removed its container already)."""
 
-    def __init__(self, api: "docker.APIClient", spec: ContainerSpec, create: Callable[[], Record],
+    def __init__(self, api: docker.APIClient, spec: ContainerSpec, create: Callable[[], Record],
                  discard: Callable[..., None]) -> None:
         self.spec = spec
         self.api = api

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from ctr.backends.docker.engine import engine_call, engine_iter, engine_time, open_stream
 from ctr.native.threads import start_quiet_thread
@@ -19,7 +20,7 @@ LOG_TIE_WINDOW = 0.010  # seconds: stdout and stderr entries this close count as
 TAIL_SLACK = 256  # entries read beyond a --tail, so that stdout_first orders the cut right
 
 
-def read_logs(api: "docker.APIClient", name: str, info: dict, follow: bool, tail: int | None) -> Iterator[LogEntry]:
+def read_logs(api: docker.APIClient, name: str, info: dict, follow: bool, tail: int | None) -> Iterator[LogEntry]:
     """The log of the engine container `info` (its inspect), ctr's container `name`."""
     tty = bool(info["Config"].get("Tty"))
     if tail is not None and tail <= 0 and not follow:

@@ -10,7 +10,8 @@ import select
 import signal
 import socket
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ctr.native.threads import start_quiet_thread
 
@@ -49,7 +50,7 @@ class Stdio:
         self._old_term: list | None = None
         self._wake_r = self._wake_w = -1
 
-    def relay(self, sock: socket.socket, out: "Output", until: Callable[[], Any] | None = None) -> Any:
+    def relay(self, sock: socket.socket, out: Output, until: Callable[[], Any] | None = None) -> Any:
         """Until the engine ends the output; then `until()`, whose result is returned, is
         called before ctr's terminal and stdin are let go."""
         pump = None

@@ -14,11 +14,11 @@ import os
 import select
 import signal
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Iterator
-
-from ctr.errors import Conflict, NotFound
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from ctr.backends.base import Backend
+from ctr.errors import Conflict, NotFound
 from ctr.state.records import Record, RecordStore, process_start_time
 
 if TYPE_CHECKING:

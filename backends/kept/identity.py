@@ -3,9 +3,8 @@ native runtime's own code): the container's identity with the exec's options on 
 
 from __future__ import annotations
 
-from ctr.spec import ContainerSpec
-
 from ctr.process import ExecSpec
+from ctr.spec import ContainerSpec
 from ctr.state.paths import Paths
 from ctr.state.records import Record
 
@@ -23,7 +22,6 @@ def exec_identity(record: Record, spec: ExecSpec, paths: Paths):
     own, with the exec's own -e/-w/-u on top. Shared by native and lxc, whose exec ends the same way."""
     from ctr.native import caps
     from ctr.native.process import Identity
-
     from ctr.process import merge_env
     from ctr.security import seccomp_program
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
-from typing import Callable
+from collections.abc import Callable
 
 from ctr.errors import CommandNotExecutable, CommandNotFound, CtrError
 

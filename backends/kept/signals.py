@@ -19,7 +19,7 @@ class SignalForwarder:
         self.pending: list[int] = []
         self.previous: dict = {}
 
-    def __enter__(self) -> "SignalForwarder":
+    def __enter__(self) -> SignalForwarder:
         for sig in FORWARDED_SIGNALS:
             self.previous[sig] = signal.signal(sig, self._handle)
         return self

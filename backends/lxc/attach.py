@@ -10,10 +10,9 @@ import os
 import signal
 from pathlib import Path
 
-from ctr.errors import CtrError
-
 from ctr.backends.kept.signals import FORWARDED_SIGNALS
 from ctr.backends.lxc.log import log_errors
+from ctr.errors import CtrError
 
 
 def attach(container, name: str, identity, log_file: Path) -> tuple[int, int | None]:

@@ -47,14 +47,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ctr.errors import BackendUnavailable, Conflict, CtrError, NotFound, Unsupported
-from ctr.spec import ContainerSpec
-
 from ctr.backends.base import BackendInfo, check_host_gateway, check_mount_sources, writes_cidfile
-from ctr.process import ExecSpec, exit_status, resolve_process
 from ctr.backends.kept import etcfiles
-from ctr.native.cgroups.mounted import controller_version
-from ctr.images.store import ImageStore
 from ctr.backends.kept.base import MONITOR_EXIT_TIMEOUT, KeptBackend, wait_pid
 from ctr.backends.kept.host import has_filesystem
 from ctr.backends.kept.identity import exec_identity
@@ -67,6 +61,11 @@ from ctr.backends.lxc.log import log_reason
 from ctr.backends.lxc.monitor import KeeperStdio, await_exec, keep_logs, liblxc_monitor
 from ctr.backends.lxc.rootfs import prepare_rootfs
 from ctr.backends.lxc.start import error_num, exit_code, read_outcome
+from ctr.errors import BackendUnavailable, Conflict, CtrError, NotFound, Unsupported
+from ctr.images.store import ImageStore
+from ctr.native.cgroups.mounted import controller_version
+from ctr.process import ExecSpec, exit_status, resolve_process
+from ctr.spec import ContainerSpec
 from ctr.state.records import Record, RecordStore, process_start_time
 
 INSTALL_HINT = "the python lxc bindings are missing: apt-get install lxc lxc-dev && pip install 'ctr[lxc]'"
@@ -95,7 +94,7 @@ class LxcBackend(KeptBackend):
         return BackendInfo(cls.name, not reason, reason, versions)
 
     @classmethod
-    def ready(cls, paths=None) -> "LxcBackend":
+    def ready(cls, paths=None) -> LxcBackend:
         """As probe decides, without the versions: every lxc command comes here, and
         importing importlib.metadata (email with it) for python-lxc's would cost ~15 ms."""
         reason = cls._unusable_because()
@@ -265,7 +264,6 @@ class LxcBackend(KeptBackend):
         the lock while `ctr start` holds it for the start, and takes it for the exit.
         """
         from ctr.native import syscalls as sc
-
         from ctr.state import logs
 
         name = record.name

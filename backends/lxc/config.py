@@ -8,12 +8,11 @@ import shlex
 import shutil
 from pathlib import Path
 
-from ctr.errors import CtrError, Unsupported
-from ctr.spec import ContainerSpec
-
-from ctr.native.cgroups.mounted import controller_version, v1_mount
 from ctr.backends.lxc.cgroups import cgroup_names, memory_events_file
 from ctr.backends.lxc.log import log_errors
+from ctr.errors import CtrError, Unsupported
+from ctr.native.cgroups.mounted import controller_version, v1_mount
+from ctr.spec import ContainerSpec
 
 CPU_PERIOD = 100_000  # microseconds, Docker's default CFS period
 
@@ -204,7 +203,6 @@ def lxc_seccomp(spec: ContainerSpec, security: dict) -> str:
     x86_64, x86 and x32, so the few rules a profile confines to some architectures
     (arch_prctl, modify_ldt) reach the 32-bit ABIs too; the x86_64 ABI is exactly the native one."""
     from ctr.native import seccomp
-
     from ctr.security import profile_text
 
     flt = seccomp.parse(profile_text(security), security["profile"]).resolve(spec.capabilities())

@@ -25,9 +25,9 @@ import os
 import select
 import selectors
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ctr.backends.kept.signals import FORWARDED_SIGNALS
 from ctr.backends.lxc.cgroups import find_init, leave_cgroups
@@ -97,7 +97,7 @@ class KeeperStdio:
     slave_path: str | None = None
 
     @classmethod
-    def open(cls, terminal: bool, stdin: bool) -> "KeeperStdio":
+    def open(cls, terminal: bool, stdin: bool) -> KeeperStdio:
         import tty as stdlib_tty
 
         if terminal:

@@ -19,9 +19,8 @@ import os
 import re
 from pathlib import Path
 
-from ctr.errors import CommandNotExecutable, CommandNotFound, CtrError
-
 from ctr.backends.lxc.log import log_errors
+from ctr.errors import CommandNotExecutable, CommandNotFound, CtrError
 
 RESULT_FILE = "result.json"
 

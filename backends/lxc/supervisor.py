@@ -23,14 +23,13 @@ import re
 import selectors
 import signal
 import threading
-from typing import Callable
-
-from ctr.spec import ContainerSpec
+from collections.abc import Callable
 
 from ctr.backends.kept.monitor_start import fork_clean
 from ctr.backends.kept.signals import FORWARDED_SIGNALS
 from ctr.backends.lxc.cgroups import find_init
 from ctr.backends.lxc.console import UndoOnlcr, peer_adds_cr
+from ctr.spec import ContainerSpec
 
 
 def run_foreground(spec: ContainerSpec, cid: str, monitor_main: Callable[[int, int | None, int | None], None],
@@ -97,7 +96,7 @@ class SignalRelay:
         self._pipe: tuple[int, int] | None = None
         self._old_wakeup = -1
 
-    def __enter__(self) -> "SignalRelay":
+    def __enter__(self) -> SignalRelay:
         if self.active:
             r, w = os.pipe()
             os.set_blocking(r, False)

@@ -16,20 +16,20 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ctr.errors import Conflict, CtrError, NotFound, Unsupported
-from ctr.spec import ContainerSpec
-
 from ctr.backends.base import BackendInfo, check_host_gateway, check_mount_sources, writes_cidfile
-from ctr.process import ExecSpec, Process, exit_status, resolve_process
 from ctr.backends.kept import etcfiles
-from ctr.images.store import ImageStore
 from ctr.backends.kept.base import KeptBackend, wait_pid
-from ctr.state.records import Record, RecordStore, process_start_time
-from ctr.backends.kept.monitor_start import let_go_of_caller, start_under_monitor
 from ctr.backends.kept.host import has_filesystem
 from ctr.backends.kept.identity import exec_identity, terminal_size
+from ctr.backends.kept.monitor_start import let_go_of_caller, start_under_monitor
 from ctr.backends.kept.signals import SignalForwarder
 from ctr.backends.native.finish import command, record_end
+from ctr.errors import Conflict, CtrError, NotFound, Unsupported
+from ctr.images.store import ImageStore
+from ctr.process import ExecSpec, Process, exit_status, resolve_process
+from ctr.spec import ContainerSpec
+from ctr.state.records import Record, RecordStore, process_start_time
+
 
 @functools.lru_cache(maxsize=1)
 def _driver():
@@ -117,7 +117,6 @@ class NativeBackend(KeptBackend):
         from ctr.native.devices import container_policy, host_devices
         from ctr.native.process import Identity, ProcessPlan, spawn
         from ctr.native.rootfs import RootfsPlan
-
         from ctr.security import seccomp_program
 
         spec = ContainerSpec.from_dict(record.spec)

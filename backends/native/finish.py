@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 from ctr.errors import NotFound
-
 from ctr.state.paths import Paths
 from ctr.state.records import RecordStore
 

@@ -6,7 +6,7 @@ code and the cost measurements, each with its readable cell and whether the back
 from __future__ import annotations
 
 import json
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ctr.spec import CAPABILITIES, DEFAULT_CAPS
 
@@ -152,10 +152,10 @@ def build_rows(results: dict[str, dict]) -> list[dict]:
          {b: k["vm_rss_kb"] if k else None for b, k in keepers.items()}, lambda v: human_bytes(v * 1024))
     layers = {b: (results[b].get("explain") or {}).get("writable_layer") for b in names}
     cost("cost.writable_layer_bytes", "writable layer",
-         {b: l["bytes"] if l else None for b, l in layers.items()}, human_bytes)
+         {b: layer["bytes"] if layer else None for b, layer in layers.items()}, human_bytes)
     after = {b: timings[b].get("writable_layer") for b in names}
     cost("cost.writable_layer_after_bytes", "writable layer after CMD",
-         {b: l["bytes"] if l else None for b, l in after.items()}, human_bytes)
+         {b: layer["bytes"] if layer else None for b, layer in after.items()}, human_bytes)
     return rows
 
 

@@ -26,19 +26,25 @@ import os
 import platform
 import time
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
-
-from ctr.errors import (
-    BackendUnavailable, CommandNotExecutable, CommandNotFound, Conflict, CtrError, InvalidSpec, NotFound, Unsupported,
-)
-from ctr.spec import ContainerSpec, validate_name
 
 from ctr.backends import REGISTRY, backend_class, probe
 from ctr.backends.base import Backend, BackendInfo
 from ctr.compare.rows import build_rows, keeper_of
+from ctr.errors import (
+    BackendUnavailable,
+    CommandNotExecutable,
+    CommandNotFound,
+    Conflict,
+    CtrError,
+    InvalidSpec,
+    NotFound,
+    Unsupported,
+)
+from ctr.spec import ContainerSpec, validate_name
 from ctr.state.paths import Paths
 from ctr.state.records import RecordStore, process_start_time
 
@@ -325,7 +331,7 @@ def machine_info(sys_fs_cgroup: Path = Path("/sys/fs/cgroup")) -> dict:
         "cgroup": cgroup_version(sys_fs_cgroup),
         "cpus": os.cpu_count(),
         "memory_bytes": _mem_total(),
-        "date": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
         "ctr_version": _ctr_version(),
     }
 

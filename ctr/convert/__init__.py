@@ -16,7 +16,8 @@ listed together in one line, since they are not configuration.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ctr.convert.conversion import Conversion
 from ctr.convert.docker import read_docker, write_compose, write_docker_run

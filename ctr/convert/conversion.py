@@ -6,8 +6,9 @@ parsing and deciding the formats share (sizes, users, capabilities, the command 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ctr.errors import InvalidSpec
 from ctr.spec import ContainerSpec, parse_capability

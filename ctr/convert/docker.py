@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import shlex
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ctr.convert.conversion import CPU_PERIOD, Conversion, is_default, parse_caps
 from ctr.errors import InvalidSpec
 from ctr.spec import parse_security_opt
-
 
 # Values of `docker inspect` that describe the running (or once running) container, not its configuration.
 DOCKER_STATE = ("Id", "Created", "Path", "Args", "State", "Image", "ResolvConfPath", "HostnamePath", "HostsPath",

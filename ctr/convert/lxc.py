@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ctr.convert.conversion import (
     CPU_PERIOD,
@@ -20,7 +21,6 @@ from ctr.convert.conversion import (
     security_warnings,
 )
 from ctr.errors import InvalidSpec
-
 
 LXC_NET_SHARED = {"none": "host", "empty": "none", "veth": "bridge"}
 _LXC_BIND_OPTIONS = {"bind", "rbind", "ro", "rw", "optional", "create=dir", "create=file", "defaults"}

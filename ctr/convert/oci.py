@@ -5,7 +5,8 @@ the mounts, namespaces and masked paths every ctr backend sets up as a runtime w
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ctr.convert.conversion import (
     CPU_PERIOD,
@@ -20,7 +21,6 @@ from ctr.convert.conversion import (
     security_warnings,
 )
 from ctr.errors import InvalidSpec
-
 
 OCI_STANDARD_MOUNTS = ("/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup")
 

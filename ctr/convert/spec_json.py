@@ -5,7 +5,8 @@ from a record.json or a bundle's ctr-bundle.json, checked as a container's spec 
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ctr.convert.conversion import Conversion
 from ctr.errors import InvalidSpec

@@ -33,20 +33,38 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Iterator, Sequence
+from typing import IO
 
 from ctr.errors import CtrError, InvalidSpec, NotFound
-
 from ctr.images.changes import parse_changes
 from ctr.images.ingest import Ingest
 from ctr.images.layers import decompressed, sniff_compression
-from ctr.images.model import (CONFIG_LIMIT, INDEX_TYPES, MANIFEST_LIMIT, MANIFEST_TYPES, MEDIA_CONFIG, MEDIA_INDEX,
-                              MEDIA_LAYER, MEDIA_LAYER_GZIP, MEDIA_LAYER_ZSTD, MEDIA_MANIFEST, REF_ANNOTATION, Image,
-                              ImageConfig, canonical_json, check_config, check_index, check_manifest, choose_platform,
-                              host_platform, parse_json)
+from ctr.images.model import (
+    CONFIG_LIMIT,
+    INDEX_TYPES,
+    MANIFEST_LIMIT,
+    MANIFEST_TYPES,
+    MEDIA_CONFIG,
+    MEDIA_INDEX,
+    MEDIA_LAYER,
+    MEDIA_LAYER_GZIP,
+    MEDIA_LAYER_ZSTD,
+    MEDIA_MANIFEST,
+    REF_ANNOTATION,
+    Image,
+    ImageConfig,
+    canonical_json,
+    check_config,
+    check_index,
+    check_manifest,
+    choose_platform,
+    host_platform,
+    parse_json,
+)
 from ctr.images.reference import hex_digest, normalize_ref, split_ref
 from ctr.images.store import ImageStore
 from ctr.images.streams import CHUNK
@@ -198,7 +216,7 @@ class _TruncationCheck:
             raise CtrError(f"{self.what} is truncated: {self.got} of {self.size} bytes")
         return data
 
-    def __enter__(self) -> "_TruncationCheck":
+    def __enter__(self) -> _TruncationCheck:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -312,7 +330,7 @@ def _article(fmt: str) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _import_rootfs(ingest: Ingest, source: Path, kind: str, what: str, name: str, config: ImageConfig,

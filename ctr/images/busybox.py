@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import os
 import re
-from typing import BinaryIO, Sequence
+from collections.abc import Sequence
+from typing import BinaryIO
 
 from ctr.errors import NotFound
-
 from ctr.images.model import MACHINE_ARCH
 
 BUILTIN_REF = "busybox:latest"

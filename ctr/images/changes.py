@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 import posixpath
-from typing import Sequence
+from collections.abc import Sequence
 
 from ctr.errors import InvalidSpec
-
 from ctr.images.model import ImageConfig
-
 
 CHANGE_INSTRUCTIONS = ("CMD", "ENTRYPOINT", "ENV", "LABEL", "USER", "WORKDIR")
 

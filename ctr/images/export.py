@@ -10,7 +10,6 @@ import os
 from typing import IO, TYPE_CHECKING, BinaryIO
 
 from ctr.errors import CtrError, InvalidSpec, NotFound
-
 from ctr.images.busybox import BUILTIN_MTIME
 from ctr.images.layers import open_layer
 from ctr.images.model import MEDIA_INDEX, REF_ANNOTATION, Image, canonical_json

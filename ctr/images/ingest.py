@@ -9,17 +9,18 @@ import fcntl
 import hashlib
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO
 
 from ctr.errors import CtrError, NotFound
-
 from ctr.images.layers import check_members, corrupt_layer, decompressed, describe_error, scan_layer, sniff_compression
 from ctr.images.model import CONFIG_LIMIT, MANIFEST_LIMIT, Image, check_config, check_manifest, parse_json
 from ctr.images.reference import hex_digest, normalize_ref
 from ctr.images.store import INGEST_PREFIX, ImageStore
 from ctr.images.streams import CHUNK, BackgroundCopy, write_hashed
 from ctr.state.files import unlink_quiet
+
 
 class Ingest:
     """Blobs staged for one import or pull, beside the store, until commit() publishes them.
@@ -39,7 +40,7 @@ class Ingest:
             self._lock_fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
 
-    def __enter__(self) -> "Ingest":
+    def __enter__(self) -> Ingest:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Iterator
+from typing import IO, TYPE_CHECKING
 
 from ctr.errors import CtrError, NotFound
-
 from ctr.images.streams import CHUNK, FileHasher, HashingReader, ReadAhead
 
 if TYPE_CHECKING:

@@ -6,11 +6,10 @@ platform an index entry is picked by.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ctr.errors import CtrError, NotFound
-
 from ctr.images.reference import SHA256_RE
 
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -167,7 +166,7 @@ class ImageConfig:
     user: str = ""
 
     @classmethod
-    def from_oci(cls, config: dict) -> "ImageConfig":
+    def from_oci(cls, config: dict) -> ImageConfig:
         """From an OCI/Docker image config JSON document (its "config" member)."""
         c = config.get("config") or {}
         return cls(

@@ -30,15 +30,28 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Callable
+from typing import IO
 
 from ctr.errors import CtrError, NotFound
-
 from ctr.images.ingest import Ingest
-from ctr.images.model import (CONFIG_LIMIT, INDEX_TYPES, MANIFEST_LIMIT, MANIFEST_TYPES, MEDIA_DOCKER_LIST,
-                              MEDIA_DOCKER_MANIFEST, MEDIA_INDEX, MEDIA_MANIFEST, Image, check_config, check_index,
-                              check_manifest, choose_platform, parse_json)
+from ctr.images.model import (
+    CONFIG_LIMIT,
+    INDEX_TYPES,
+    MANIFEST_LIMIT,
+    MANIFEST_TYPES,
+    MEDIA_DOCKER_LIST,
+    MEDIA_DOCKER_MANIFEST,
+    MEDIA_INDEX,
+    MEDIA_MANIFEST,
+    Image,
+    check_config,
+    check_index,
+    check_manifest,
+    choose_platform,
+    parse_json,
+)
 from ctr.images.reference import normalize_ref, split_ref
 from ctr.images.store import ImageStore
 
@@ -345,7 +358,7 @@ def pull(store: ImageStore, ref: str, *, progress: bool | None = None, log: Call
     client.ping()
     with Ingest(store) as ingest:
         data, media, digest = client.get_manifest(remote.reference)
-        for depth in range(MAX_INDEX_DEPTH + 1):
+        for _depth in range(MAX_INDEX_DEPTH + 1):
             if media not in INDEX_TYPES:
                 break
             what = f"index {digest} of {remote.name}"

@@ -31,17 +31,34 @@ import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator, Sequence
+from typing import IO
 
 from ctr.errors import Conflict, CtrError, InvalidSpec, NotFound
-
-from ctr.images.busybox import (BUILTIN_CREATED, BUILTIN_PATH_ENV, BUILTIN_REF, build_busybox_layer, busybox_facts,
-                                find_busybox)
+from ctr.images.busybox import (
+    BUILTIN_CREATED,
+    BUILTIN_PATH_ENV,
+    BUILTIN_REF,
+    build_busybox_layer,
+    busybox_facts,
+    find_busybox,
+)
 from ctr.images.layers import describe_error, extract_layer, open_layer, sniff_compression, unreadable_layer_errors
-from ctr.images.model import (MACHINE_ARCH, MANIFEST_TYPES, MEDIA_CONFIG, MEDIA_INDEX, MEDIA_LAYER, MEDIA_LAYER_GZIP,
-                              MEDIA_MANIFEST, REF_ANNOTATION, Image, ImageConfig, canonical_json)
+from ctr.images.model import (
+    MACHINE_ARCH,
+    MANIFEST_TYPES,
+    MEDIA_CONFIG,
+    MEDIA_INDEX,
+    MEDIA_LAYER,
+    MEDIA_LAYER_GZIP,
+    MEDIA_MANIFEST,
+    REF_ANNOTATION,
+    Image,
+    ImageConfig,
+    canonical_json,
+)
 from ctr.images.reference import hex_digest, normalize_ref, split_ref
 from ctr.images.streams import write_hashed
 from ctr.state.files import flock, fsync_dir, unlink_quiet, write_atomic
@@ -49,6 +66,7 @@ from ctr.state.paths import Paths
 
 # The staging directories of ingest.Ingest in the store root; lock() sweeps abandoned ones.
 INGEST_PREFIX = ".ingest-"
+NO_CONFIG = ImageConfig()  # an image that says nothing of what it runs (frozen: one shared default is safe)
 
 
 class ImageStore:
@@ -200,7 +218,7 @@ class ImageStore:
 
     # changing the store (under the flock)
 
-    def create(self, ref: str, layers: Sequence[bytes | str | os.PathLike], config: ImageConfig = ImageConfig(),
+    def create(self, ref: str, layers: Sequence[bytes | str | os.PathLike], config: ImageConfig = NO_CONFIG,
                *, labels: dict[str, str] | None = None, architecture: str = "", created: str = BUILTIN_CREATED) -> Image:
         """Add an image made of `layers` (tar files or bytes, plain or gzip), bottom first.
 

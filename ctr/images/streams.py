@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import IO
 
 from ctr.errors import CtrError
-
 from ctr.state.files import unlink_quiet
 
 CHUNK = 1 << 20

@@ -13,12 +13,12 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, BinaryIO, Callable, Iterator
+from typing import IO, BinaryIO
 
 from ctr.errors import InvalidSpec
-
 from ctr.state.paths import Paths
 
 

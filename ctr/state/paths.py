@@ -30,7 +30,7 @@ class Paths:
         return hash((self.data, self.run))
 
     @classmethod
-    def default(cls, root: str | os.PathLike | None = None) -> "Paths":
+    def default(cls, root: str | os.PathLike | None = None) -> Paths:
         root = root or os.environ.get("CTR_ROOT")
         if root:
             root = Path(root).absolute()

@@ -13,14 +13,13 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from ctr.errors import Conflict, CtrError, NotFound
 from ctr.spec import validate_name
-
 from ctr.state.files import flock, write_json_atomic
 from ctr.state.names import generate_name, new_id
 from ctr.state.paths import Paths

@@ -34,22 +34,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ctr.errors import BackendUnavailable, Conflict, CtrError, InvalidSpec, NotFound, Unsupported
-from ctr.spec import ContainerSpec, validate_name
-
 from ctr.backends import get_backend
-from ctr.transfer.layer import write_layer
-from ctr.convert.lxc import read_lxc
-from ctr.convert.docker import docker_to_spec
 from ctr.convert.conversion import Conversion, spec_from
-from ctr.images.store import ImageStore
+from ctr.convert.docker import docker_to_spec
+from ctr.convert.lxc import read_lxc
+from ctr.errors import BackendUnavailable, Conflict, CtrError, InvalidSpec, NotFound, Unsupported
 from ctr.images.busybox import BUILTIN_PATH_ENV
 from ctr.images.model import Image, ImageConfig
 from ctr.images.reference import hex_digest
-from ctr.transfer.migrate import materialize
+from ctr.images.store import ImageStore
+from ctr.spec import ContainerSpec, validate_name
 from ctr.state.files import scratch_dir
 from ctr.state.paths import Paths
 from ctr.state.records import Record
+from ctr.transfer.layer import write_layer
+from ctr.transfer.migrate import materialize
 
 LXC_BASE = "adopted/lxc:init"
 LXC_INIT = ("/sbin/init",)  # liblxc's default lxc.init.cmd

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from ctr.errors import CtrError, InvalidSpec, NotFound
-
 from ctr.images.reference import hex_digest
 
 BUNDLE_FILE = "ctr-bundle.json"
@@ -50,7 +49,7 @@ class BundleInfo:
         }
 
     @classmethod
-    def from_json(cls, doc: dict, what: str) -> "BundleInfo":
+    def from_json(cls, doc: dict, what: str) -> BundleInfo:
         version = doc.get("ctrBundleVersion")
         if version != BUNDLE_VERSION:
             raise CtrError(f"bundle {what}: unsupported ctrBundleVersion {version!r} (this ctr reads {BUNDLE_VERSION})")
@@ -146,7 +145,7 @@ class Bundle:
     def close(self) -> None:
         self.tar.close()
 
-    def __enter__(self) -> "Bundle":
+    def __enter__(self) -> Bundle:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -30,9 +30,15 @@ from dataclasses import dataclass
 from typing import IO, BinaryIO
 
 from ctr.errors import CtrError
-
-from ctr.images.layers import (OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX, clear_path, is_plain_dir,
-                               member_parts, safe_parent)
+from ctr.images.layers import (
+    OVERLAY_OPAQUE_XATTR,
+    WHITEOUT_OPAQUE,
+    WHITEOUT_PREFIX,
+    clear_path,
+    is_plain_dir,
+    member_parts,
+    safe_parent,
+)
 from ctr.images.streams import HashingReader
 from ctr.transfer.tree import Listing, carried, open_quietly, storable, walk
 

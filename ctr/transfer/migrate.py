@@ -38,32 +38,32 @@ import json
 import os
 import secrets
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import IO, Callable, Iterator
-
-from ctr.errors import Conflict, CtrError, InvalidSpec, NotFound, Unsupported
-from ctr.spec import ContainerSpec, validate_name
+from datetime import UTC, datetime
+from typing import IO
 
 from ctr.backends import backend_for, get_backend
 from ctr.backends.base import Backend
-from ctr.process import merge_env
-from ctr.transfer.bundle import Bundle, BundleInfo, write_bundle
-from ctr.transfer.layer import LayerInfo, layer_names, unpack_layer, write_layer
-from ctr.transfer.tree import tree_digest, walk
-from ctr.images.store import ImageStore
+from ctr.errors import Conflict, CtrError, InvalidSpec, NotFound, Unsupported
 from ctr.images.model import MEDIA_LAYER, Image
 from ctr.images.reference import hex_digest, normalize_ref, split_ref
+from ctr.images.store import ImageStore
+from ctr.process import merge_env
+from ctr.spec import ContainerSpec, validate_name
 from ctr.state.files import flock, scratch_dir, write_output
 from ctr.state.paths import Paths
 from ctr.state.records import Record, RecordStore
+from ctr.transfer.bundle import Bundle, BundleInfo, write_bundle
+from ctr.transfer.layer import LayerInfo, layer_names, unpack_layer, write_layer
+from ctr.transfer.tree import tree_digest, walk
 
 ACTIVE = ("running", "paused")
 PARK_MARK = ".migrating-"
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @contextlib.contextmanager

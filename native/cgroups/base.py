@@ -12,12 +12,11 @@ import os
 import re
 import signal
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from ctr.errors import CtrError, InvalidSpec
-
 from ctr.native.cgroups import cgroupfs
 from ctr.native.cgroups.limits import Limits
 from ctr.native.devices import DeviceRule

@@ -11,8 +11,8 @@ from __future__ import annotations
 import errno
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 DEFAULT_ROOT = Path("/sys/fs/cgroup")
 
@@ -105,7 +105,7 @@ def remove_tree(top: Path) -> None:
     for dirpath, _, _ in os.walk(top, topdown=False):
         path = Path(dirpath)
 
-        def gone() -> bool:
+        def gone(path: Path = path) -> bool:
             try:
                 rmdir(path)
             except FileNotFoundError:

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 from ctr.errors import BackendUnavailable, InvalidSpec
-
 from ctr.native.cgroups.base import CgroupDriver
 from ctr.native.cgroups.cgroupfs import DEFAULT_ROOT
 from ctr.native.cgroups.mounted import is_cgroup2_mount, read_mountinfo, v1_hierarchies

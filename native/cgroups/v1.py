@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ctr.errors import BackendUnavailable, Conflict, CtrError, NotFound, Unsupported
-
 from ctr.native.cgroups import cgroupfs
 from ctr.native.cgroups.base import Cgroup, CgroupDriver, CgroupMount, validate_name
 from ctr.native.cgroups.cgroupfs import DEFAULT_ROOT

@@ -21,7 +21,15 @@ import pytest
 
 from tests.conftest import backends_param
 
-from .helpers import DEFAULT_CAPEFF, cgroup_dir, leftover_cgroups, mounts_under, ns_inode, status_field, read_until_closed
+from .helpers import (
+    DEFAULT_CAPEFF,
+    cgroup_dir,
+    leftover_cgroups,
+    mounts_under,
+    ns_inode,
+    read_until_closed,
+    status_field,
+)
 
 
 def _name() -> str:

@@ -23,8 +23,15 @@ from ctr.errors import CommandNotExecutable, CommandNotFound, InvalidSpec, Unsup
 from ctr.spec import ContainerSpec
 
 from .helpers import DEFAULT_CAPEFF, NAMESPACES, ns_inode, status_field
-from .lxc_helpers import nothing_left  # noqa: F401 (autouse: nothing of a container is left)
-from .lxc_helpers import CGROUP, LONG, lxc_cli, record, run, running
+from .lxc_helpers import (
+    CGROUP,
+    LONG,
+    lxc_cli,
+    nothing_left,  # noqa: F401 (autouse: nothing of a container is left)
+    record,
+    run,
+    running,
+)
 
 pytestmark = [
     pytest.mark.integration,

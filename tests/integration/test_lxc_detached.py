@@ -18,8 +18,20 @@ from ctr.errors import CommandNotFound
 from ctr.spec import ContainerSpec
 
 from .helpers import DEFAULT_CAPEFF, ns_inode, status_field
-from .lxc_helpers import nothing_left  # noqa: F401 (autouse: nothing of a container is left)
-from .lxc_helpers import CGROUP, LONG, detached, lxc_cgroups, lxc_cli, ps, pty_cli, record, running, traces, wait_until
+from .lxc_helpers import (
+    CGROUP,
+    LONG,
+    detached,
+    lxc_cgroups,
+    lxc_cli,
+    nothing_left,  # noqa: F401 (autouse: nothing of a container is left)
+    ps,
+    pty_cli,
+    record,
+    running,
+    traces,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.integration,

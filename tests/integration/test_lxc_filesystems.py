@@ -15,8 +15,10 @@ import pytest
 from ctr.images.store import ImageStore
 from ctr.spec import Mount
 
-from .lxc_helpers import nothing_left  # noqa: F401 (autouse: nothing of a container is left)
-from .lxc_helpers import run
+from .lxc_helpers import (
+    nothing_left,  # noqa: F401 (autouse: nothing of a container is left)
+    run,
+)
 
 pytestmark = [
     pytest.mark.integration,

@@ -13,8 +13,13 @@ import pytest
 
 from ctr.errors import Conflict
 
-from .lxc_helpers import nothing_left  # noqa: F401 (autouse: nothing of a container is left)
-from .lxc_helpers import lxc_cli, pty_run, record, running
+from .lxc_helpers import (
+    lxc_cli,
+    nothing_left,  # noqa: F401 (autouse: nothing of a container is left)
+    pty_run,
+    record,
+    running,
+)
 
 pytestmark = [
     pytest.mark.integration,

@@ -19,8 +19,8 @@ import pytest
 
 from ctr.backends import backend_class, get_backend, probe
 from ctr.backends.base import Backend
-from ctr.transfer.tree import tree_digest
 from ctr.errors import Conflict, CtrError, Unsupported
+from ctr.transfer.tree import tree_digest
 
 ALL = ("native", "lxc", "docker")
 DIRECTIONS = [(a, b) for a in ALL for b in ALL if a != b]

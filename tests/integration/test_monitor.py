@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from ctr.state import logs
 from ctr.native import monitor
 from ctr.spec import ContainerSpec
+from ctr.state import logs
 
 from .helpers import leftover_cgroups, status_field
 

@@ -11,7 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import DEFAULT_CAPEFF, NAMESPACES, cgroup_dir, foreground, leftover_cgroups, mounts_under, ns_inode, status_field, read_until_closed
+from .helpers import (
+    DEFAULT_CAPEFF,
+    NAMESPACES,
+    cgroup_dir,
+    foreground,
+    leftover_cgroups,
+    mounts_under,
+    ns_inode,
+    read_until_closed,
+    status_field,
+)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the native backend needs root")
 
@@ -129,7 +139,9 @@ def test_stdin_with_i(ctr):
 
 def test_tty(ctr):
     master, slave = pty.openpty()
-    import fcntl, struct, termios
+    import fcntl
+    import struct
+    import termios
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
     proc = subprocess.Popen([*ctr.args_prefix, "run", "--rm", "-t", "busybox", "sh", "-c", "tty; stty size"],
                             stdin=slave, stdout=slave, stderr=slave)

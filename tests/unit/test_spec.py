@@ -2,10 +2,21 @@
 
 import pytest
 
-from ctr.process import resolve_process
-from ctr.images.model import ImageConfig
 from ctr.errors import InvalidSpec
-from ctr.spec import DEFAULT_CAPS, ContainerSpec, Mount, parse_capability, parse_cpus, parse_env, parse_memory, parse_pids_limit, parse_volume, validate_name
+from ctr.images.model import ImageConfig
+from ctr.process import resolve_process
+from ctr.spec import (
+    DEFAULT_CAPS,
+    ContainerSpec,
+    Mount,
+    parse_capability,
+    parse_cpus,
+    parse_env,
+    parse_memory,
+    parse_pids_limit,
+    parse_volume,
+    validate_name,
+)
 
 
 @pytest.mark.parametrize(

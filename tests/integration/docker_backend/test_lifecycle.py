@@ -11,11 +11,11 @@ import signal
 import subprocess
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 from tests.integration.docker_backend.support import docker_only, inspect, leftovers, ps, running, wait_until
 from tests.integration.helpers import cgroup_dir, read_until_closed
-
 
 # --- the lifecycle: records, state read live, logs, exec ----------------------------------
 # (what tests/integration/test_lifecycle.py checks on every backend is not repeated here)
@@ -273,7 +273,7 @@ def test_image_config_survives_and_ctrs_merge_decides(dctr, engine, name, config
     assert loaded["Config"]["Entrypoint"] == list(config_image.config.entrypoint)
     assert loaded["Config"]["WorkingDir"] == "/tmp" and loaded["Config"]["User"] == "nobody"
     # The archive's own tag (the bare name) must not have been applied in the engine.
-    with pytest.raises(Exception):
+    with pytest.raises(docker.errors.NotFound):
         engine.api.inspect_image(ref)
     r = dctr("run", "--rm", "--name", name, "-e", "FOO=spec", "-w", "/", "-u", "root", ref, "x", "y")
     assert r.stdout == "x y spec / root\n", r.stderr

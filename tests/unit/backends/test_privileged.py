@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from ctr.process import Process
 from ctr.backends.lxc.config import lxc_config, lxc_devices_script
 from ctr.native.devices import HostDevice
+from ctr.process import Process
 from ctr.spec import ContainerSpec
 
 USER = {"uid": 0, "gid": 0, "groups": [], "home": "/root", "targets": []}

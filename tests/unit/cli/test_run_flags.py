@@ -8,8 +8,8 @@ import signal
 
 import pytest
 
-from ctr.process import stop_plan
 from ctr.errors import InvalidSpec
+from ctr.process import stop_plan
 from ctr.spec import ContainerSpec, parse_add_host, parse_env_file, parse_signal, parse_stop_signal, parse_stop_timeout
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-
-from tests.unit.compare.documents import result_with_difference
 from ctr.compare.render_html import render_html
+from tests.unit.compare.documents import result_with_difference
 
 
 class _Page(HTMLParser):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tests.unit.compare.documents import result_with_difference
 from ctr.compare.render_text import render_table, spec_arguments
 from ctr.spec import ContainerSpec
+from tests.unit.compare.documents import result_with_difference
 
 
 def test_text_table_marks_differing_rows():

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from ctr.compare.rows import FEATURES, build_rows, cap_summary, docker_size, human_bytes
-from tests.unit.compare.documents import NO_NET_RAW, make_doc, make_result, rows_by_key
 from ctr.spec import CAPABILITIES, DEFAULT_CAPS
-
+from tests.unit.compare.documents import NO_NET_RAW, make_doc, make_result, rows_by_key
 
 # -- rows and difference marks -------------------------------------------------------------
 

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ctr.compare import run as compare_mod
 from ctr.backends.base import Backend, BackendInfo
-from ctr.compare.run import compare, container_names, tree_size
-from tests.unit.compare.documents import make_doc
-from ctr.state.paths import Paths
-from ctr.state.records import Record
 from ctr.cli.compare import compare_command
+from ctr.compare import run as compare_mod
+from ctr.compare.run import compare, container_names, tree_size
 from ctr.errors import CommandNotFound, CtrError, NotFound, Unsupported
 from ctr.spec import ContainerSpec
+from ctr.state.paths import Paths
+from ctr.state.records import Record
+from tests.unit.compare.documents import make_doc
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "compare-schema.md"
 

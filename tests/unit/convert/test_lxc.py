@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-
 from ctr.convert import convert
 from ctr.convert.lxc import parse_lxc_config, read_lxc, write_lxc
 from ctr.images.model import ImageConfig
@@ -24,7 +23,7 @@ def test_lxc_round_trip_keeps_every_convertible_key():
     original, result = parse_lxc_config(CONVERTIBLE_LXC), parse_lxc_config(back)
     assert semantic(result) == semantic(original)
     keys = {k for k, _ in result}
-    for key, value in original:
+    for key, _value in original:
         if key.startswith("lxc.cgroup."):
             assert key in keys or key.replace("lxc.cgroup.", "lxc.cgroup2.").split(".limit_in")[0] in " ".join(keys)
         else:

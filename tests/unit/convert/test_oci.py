@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-
 from ctr.convert import convert
 from ctr.convert.oci import read_oci
 

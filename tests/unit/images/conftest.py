@@ -8,7 +8,6 @@ import pytest
 
 from ctr.images.store import ImageStore
 from ctr.state.paths import Paths
-
 from tests.unit.images.helpers import R, make_tar
 
 

@@ -13,17 +13,35 @@ from pathlib import Path
 import pytest
 
 from ctr.errors import InvalidSpec, NotFound
-from ctr.images.model import MEDIA_CONFIG, MEDIA_INDEX, MEDIA_LAYER_GZIP, MEDIA_MANIFEST, ImageConfig
-from ctr.images.ingest import Ingest
-from ctr.images.store import ImageStore
-from ctr.state.paths import Paths
 from ctr.images import archive as image_import
 from ctr.images import model
 from ctr.images.archive import detect_format, import_image
-
-from tests.unit.images.helpers import (C, D, GOOD_LAYER, HOST, L, R, S, canonical, config_for, docker_archive, entry,
-                                       files_tar, make_tar, oci_image, oci_layout, refused, sha256, snapshot, write,
-                                       write_dir)
+from ctr.images.ingest import Ingest
+from ctr.images.model import MEDIA_CONFIG, MEDIA_INDEX, MEDIA_LAYER_GZIP, MEDIA_MANIFEST, ImageConfig
+from ctr.images.store import ImageStore
+from ctr.state.paths import Paths
+from tests.unit.images.helpers import (
+    GOOD_LAYER,
+    HOST,
+    C,
+    D,
+    L,
+    R,
+    S,
+    canonical,
+    config_for,
+    docker_archive,
+    entry,
+    files_tar,
+    make_tar,
+    oci_image,
+    oci_layout,
+    refused,
+    sha256,
+    snapshot,
+    write,
+    write_dir,
+)
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (device nodes)")

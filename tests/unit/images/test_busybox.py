@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 
 from ctr.errors import NotFound
+from ctr.images import busybox as builtin
 from ctr.images.busybox import BUILTIN_PATH_ENV
 from ctr.images.model import MEDIA_CONFIG, MEDIA_LAYER, MEDIA_MANIFEST, REF_ANNOTATION, ImageConfig
 from ctr.images.store import ImageStore
 from ctr.state.paths import Paths
-from ctr.images import busybox as builtin
-
 from tests.unit.images.helpers import sha256
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from ctr.errors import InvalidSpec
-from ctr.images.model import ImageConfig
 from ctr.images.changes import parse_changes
+from ctr.images.model import ImageConfig
 
 
 @pytest.mark.parametrize("changes, expected", [

@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 
 from ctr.errors import CtrError, NotFound
-from ctr.images.model import ImageConfig
-from ctr.images.store import ImageStore
-from ctr.state.paths import Paths
 from ctr.images import export
 from ctr.images.archive import import_image
 from ctr.images.export import export_docker_archive, export_image
-
-from tests.unit.images.helpers import C, D, GOOD_LAYER, L, R, make_tar, sha256, write
+from ctr.images.model import ImageConfig
+from ctr.images.store import ImageStore
+from ctr.state.paths import Paths
+from tests.unit.images.helpers import GOOD_LAYER, C, D, L, R, make_tar, sha256, write
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (device nodes)")

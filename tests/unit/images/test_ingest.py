@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
+from ctr.images.archive import import_image
 from ctr.images.ingest import Ingest
 from ctr.images.store import ImageStore
-from ctr.images.archive import import_image
-
 from tests.unit.images.helpers import GOOD_LAYER, R, entry, files_tar, make_tar, oci_image, oci_layout, write
 
 

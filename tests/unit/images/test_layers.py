@@ -18,8 +18,7 @@ from ctr.images import layers
 from ctr.images.layers import extract_layer
 from ctr.images.store import ImageStore
 from ctr.state.paths import Paths
-
-from tests.unit.images.helpers import hostile_cases, layer_threads, make_tar, sha256, tree, layer_dirs
+from tests.unit.images.helpers import hostile_cases, layer_dirs, layer_threads, make_tar, sha256, tree
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (mknod, chown, trusted xattrs)")

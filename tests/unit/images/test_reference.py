@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from ctr.errors import InvalidSpec
 from ctr.images.reference import normalize_ref, split_ref
-
 from tests.unit.images.helpers import DIGEST
 
 

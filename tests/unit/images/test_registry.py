@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from ctr.images import registry
-from ctr.images.store import ImageStore
-from ctr.images.model import MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_INDEX, MEDIA_MANIFEST, host_platform
-from ctr.state.paths import Paths
-from ctr.images.registry import Remote, is_loopback, parse_remote
 from ctr.errors import CtrError, NotFound
+from ctr.images import registry
+from ctr.images.model import MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_INDEX, MEDIA_MANIFEST, host_platform
+from ctr.images.registry import Remote, is_loopback, parse_remote
+from ctr.images.store import ImageStore
+from ctr.state.paths import Paths
 
 from .test_archive import GOOD_LAYER, R, canonical, make_tar, oci_image, other_platform, sha256, snapshot
 
@@ -166,7 +166,7 @@ class FakeRegistry:
 
         return Handler
 
-    def __enter__(self) -> "FakeRegistry":
+    def __enter__(self) -> FakeRegistry:
         self.thread.start()
         return self
 

@@ -16,12 +16,19 @@ from pathlib import Path
 import pytest
 
 from ctr.errors import Conflict, CtrError, InvalidSpec, NotFound
+from ctr.images import store as images
 from ctr.images.model import MEDIA_LAYER_GZIP, ImageConfig
 from ctr.images.store import ImageStore
-from ctr.images import store as images
-
-from tests.unit.images.helpers import (DIGEST, GOOD_LAYER, hostile_cases, layer_threads, make_tar, sha256, tree,
-                                       layer_dirs)
+from tests.unit.images.helpers import (
+    DIGEST,
+    GOOD_LAYER,
+    hostile_cases,
+    layer_dirs,
+    layer_threads,
+    make_tar,
+    sha256,
+    tree,
+)
 
 
 def test_unknown_image(store: ImageStore) -> None:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from ctr.state import logs
 from ctr.native import monitor
+from ctr.state import logs
 
 STAMP = re.compile(rb'"time": "(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z)"')
 

@@ -9,11 +9,10 @@ import tarfile
 
 import pytest
 
+from ctr.errors import CtrError, InvalidSpec
 from ctr.transfer.bundle import BUNDLE_FILE, Bundle, BundleInfo, write_bundle
 from ctr.transfer.layer import unpack_layer, write_layer
 from ctr.transfer.tree import tree_digest
-from ctr.errors import CtrError, InvalidSpec
-
 from tests.unit.transfer.helpers import make_upper
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mknod, chown, trusted xattrs)")

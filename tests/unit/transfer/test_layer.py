@@ -10,11 +10,10 @@ import tarfile
 
 import pytest
 
+from ctr.errors import CtrError
+from ctr.images.layers import OVERLAY_OPAQUE_XATTR, extract_layer, scan_layer
 from ctr.transfer.layer import unpack_layer, write_layer
 from ctr.transfer.tree import tree_digest
-from ctr.images.layers import OVERLAY_OPAQUE_XATTR, extract_layer, scan_layer
-from ctr.errors import CtrError
-
 from tests.unit.transfer.helpers import MTIME_NS, layer_of, make_upper
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mknod, chown, trusted xattrs)")

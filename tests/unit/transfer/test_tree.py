@@ -6,9 +6,8 @@ import os
 
 import pytest
 
-from ctr.transfer.tree import tree_digest, tree_listing
 from ctr.images.layers import OVERLAY_OPAQUE_XATTR
-
+from ctr.transfer.tree import tree_digest, tree_listing
 from tests.unit.transfer.helpers import MTIME_NS, make_upper
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mknod, chown, trusted xattrs)")

@@ -13,7 +13,7 @@ from tests.unit.backends.docker.frames import frames
 
 @pytest.mark.parametrize("cut", [1, 3, 7, 8, 9, 100, 65536])
 def test_demultiplexing_survives_any_split(capfd, cut):
-    from ctr.backends.docker.streams import _copy_multiplexed, Output
+    from ctr.backends.docker.streams import Output, _copy_multiplexed
 
     parts = [(1, b"out1\n"), (2, b"err1\n"), (1, b"x" * 100000), (2, b""), (3, b"engine\n"), (1, b"end\n")]
     stream = frames(parts)

@@ -18,7 +18,6 @@ import pytest
 
 from ctr.native.cgroups import cgroupfs, v2
 
-
 V2_CORE = {
     "cgroup.procs": "", "cgroup.subtree_control": "", "cgroup.freeze": "0\n", "cgroup.kill": "",
     "cgroup.events": "populated 0\nfrozen 0\n", "cpu.stat": "usage_usec 0\nuser_usec 0\nsystem_usec 0\n",

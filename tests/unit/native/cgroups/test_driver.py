@@ -12,7 +12,6 @@ from ctr.native.cgroups.driver import cgroup_driver
 from ctr.native.cgroups.v2 import CgroupV2
 from tests.unit.native.cgroups.fake_cgroupfs import SAMPLE_MOUNTINFO, fill
 
-
 PURE_V2 = "30 23 0:27 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate\n"
 
 

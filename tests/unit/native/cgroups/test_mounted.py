@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from ctr.native.cgroups.mounted import Hierarchy, is_cgroup2_mount, v1_hierarchies
 from tests.unit.native.cgroups.fake_cgroupfs import SAMPLE_MOUNTINFO
 
