@@ -59,21 +59,32 @@ class BuildMonitor(Command):
             return
         cc = shlex.split(os.environ.get("CC", "cc"))
         if not cc or shutil.which(cc[0]) is None:
-            self.warn(f"no C compiler ({cc[0] if cc else '$CC is empty'}): {BINARY} not built, "
-                      "ctr will keep detached containers with its Python monitor")
+            self.warn(
+                f"no C compiler ({cc[0] if cc else '$CC is empty'}): {BINARY} not built, "
+                "ctr will keep detached containers with its Python monitor"
+            )
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         # Compile beside the target and rename: a running ctr-monitor keeps the old file
         # (writing over a running binary fails with ETXTBSY), and no half-written file remains.
         tmp = target.with_name(f".{BINARY}.tmp")
-        args = [*cc, *CFLAGS, *shlex.split(os.environ.get("CFLAGS", "")), "-o", str(tmp), SOURCE,
-                *shlex.split(os.environ.get("LDFLAGS", ""))]
+        args = [
+            *cc,
+            *CFLAGS,
+            *shlex.split(os.environ.get("CFLAGS", "")),
+            "-o",
+            str(tmp),
+            SOURCE,
+            *shlex.split(os.environ.get("LDFLAGS", "")),
+        ]
         self.announce(" ".join(shlex.quote(a) for a in args), level=2)
         result = subprocess.run(args, capture_output=True, text=True)
         if result.returncode != 0:
             tmp.unlink(missing_ok=True)
-            self.warn(f"{BINARY} not built, ctr will use its Python monitor: {' '.join(args)} failed:\n"
-                      f"{result.stderr.strip()}")
+            self.warn(
+                f"{BINARY} not built, ctr will use its Python monitor: {' '.join(args)} failed:\n"
+                f"{result.stderr.strip()}"
+            )
             return
         if result.stderr.strip():
             self.warn(result.stderr.strip())  # compiler warnings: -Wall -Wextra should find none

@@ -24,6 +24,7 @@ def __getattr__(name: str):
         return getattr(base, name)
     raise AttributeError(f"module 'ctr.backends' has no attribute {name!r}")
 
+
 # name -> (module, class, how to make it usable)
 REGISTRY: dict[str, tuple[str, str]] = {
     "native": ("ctr.backends.native.backend", "NativeBackend"),
@@ -98,4 +99,16 @@ def all_records(paths: Paths, backend: str | None = None):
     return out
 
 
-__all__ = ["Backend", "BackendInfo", "Paths", "REGISTRY", "DEFAULT_BACKEND", "ATTACHES_CGROUPS", "backend_class", "probe", "get_backend", "backend_for", "all_records"]
+__all__ = [
+    "Backend",
+    "BackendInfo",
+    "Paths",
+    "REGISTRY",
+    "DEFAULT_BACKEND",
+    "ATTACHES_CGROUPS",
+    "backend_class",
+    "probe",
+    "get_backend",
+    "backend_for",
+    "all_records",
+]

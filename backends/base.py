@@ -48,8 +48,9 @@ def writes_cidfile(create):
         try:
             fd = os.open(spec.cidfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except FileExistsError:
-            raise Conflict(f"container ID file found, make sure the other container isn't running "
-                           f"or delete {spec.cidfile}") from None
+            raise Conflict(
+                f"container ID file found, make sure the other container isn't running or delete {spec.cidfile}"
+            ) from None
         except OSError as exc:
             raise InvalidSpec(f"invalid --cidfile {spec.cidfile}: {os_reason(exc)}") from None
         try:
@@ -238,7 +239,9 @@ class Backend(ABC):
         directory (whiteouts as 0:0 character devices, opaque directories by xattr)."""
         upper = (self.inspect(name).get("rootfs") or {}).get("upper")
         if not upper:
-            raise Unsupported(self.name, "access to a container's writable layer", f"inspect of {name} names no upper directory")
+            raise Unsupported(
+                self.name, "access to a container's writable layer", f"inspect of {name} names no upper directory"
+            )
         return Path(upper)
 
     def rename(self, old: str, new: str) -> None:

@@ -113,13 +113,15 @@ class Bench:
             raise Deadline(f"deadline reached (--max-seconds {self.args.max_seconds:g})")
         return min(timeout or self.args.timeout, left)
 
-    def sh(self, argv: list[str], *, timeout: float | None = None, check: bool = True,
-           stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+    def sh(
+        self, argv: list[str], *, timeout: float | None = None, check: bool = True, stdout=subprocess.PIPE
+    ) -> subprocess.CompletedProcess:
         """Run a command, bounded; failures become NotAvailable with the command's last line."""
         limit = self.limit(timeout)
         try:
-            r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE, timeout=limit,
-                               env=self.env)
+            r = subprocess.run(
+                argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE, timeout=limit, env=self.env
+            )
         except FileNotFoundError:
             raise NotAvailable(f"{argv[0]} is not installed") from None
         except subprocess.TimeoutExpired:

@@ -66,8 +66,12 @@ def measure_image(b: Bench) -> dict:
     def import_and_create(i: int) -> list[str]:
         # Import stores the layer as it came; the first container made from the image unpacks it.
         ctr = shlex.join(b.ctr)
-        return ["sh", "-c", f"{ctr} image import {shlex.quote(str(tarball))} --name {ref(-1 - i)} >/dev/null "
-                            f"&& {ctr} create --name {container(i)} {ref(-1 - i)} /bin/sh"]
+        return [
+            "sh",
+            "-c",
+            f"{ctr} image import {shlex.quote(str(tarball))} --name {ref(-1 - i)} >/dev/null "
+            f"&& {ctr} create --name {container(i)} {ref(-1 - i)} /bin/sh",
+        ]
 
     def remove_container_and_image(i: int, failed: bool) -> None:
         b.quiet(b.ctr + ["rm", "-f", container(i)])
@@ -80,11 +84,20 @@ def measure_image(b: Bench) -> dict:
 
     runs = min(b.args.runs, 5)  # each run moves the whole tarball twice; five are plenty
     b.say(f"5. timing ctr image import and tar -x of {tarball.stat().st_size >> 20} MB x {runs}, round-robin")
-    results = round_robin(b, [
-        Command("import", lambda i: b.ctr + ["image", "import", str(tarball), "--name", ref(i)], remove_image, timeout=600),
-        Command("tar -x", tar_argv, lambda i, failed: shutil.rmtree(extract_to, ignore_errors=True), timeout=600),
-        Command("import + create", import_and_create, remove_container_and_image, timeout=600),
-    ], runs)
+    results = round_robin(
+        b,
+        [
+            Command(
+                "import",
+                lambda i: b.ctr + ["image", "import", str(tarball), "--name", ref(i)],
+                remove_image,
+                timeout=600,
+            ),
+            Command("tar -x", tar_argv, lambda i, failed: shutil.rmtree(extract_to, ignore_errors=True), timeout=600),
+            Command("import + create", import_and_create, remove_container_and_image, timeout=600),
+        ],
+        runs,
+    )
     results["tarball_mb"] = round(tarball.stat().st_size / (1 << 20), 1)
     tarball.unlink()
     return results

@@ -28,8 +28,12 @@ def proc_memory(pid: int) -> dict:
     rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
     pss = int(re.search(r"^Pss:\s+(\d+)", rollup, re.M).group(1))
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    return {"pid": pid, "process": cmdline[:300] or Path(f"/proc/{pid}/comm").read_text().strip(),
-            "rss_kib": rss, "pss_kib": pss}
+    return {
+        "pid": pid,
+        "process": cmdline[:300] or Path(f"/proc/{pid}/comm").read_text().strip(),
+        "rss_kib": rss,
+        "pss_kib": pss,
+    }
 
 
 def find_pid(doc: object) -> int | None:
@@ -79,8 +83,13 @@ def keeper_memory(b: Bench, pid1: int, settle: float) -> dict:
     time.sleep(settle)  # let the keeper finish starting up before reading its memory
     keeper = parent_of(pid1)
     if keeper <= 1:
-        return {"status": "ok", "rss_kib": 0, "pss_kib": 0, "process": "none: PID 1 is reparented to init",
-                "container_pid": pid1}
+        return {
+            "status": "ok",
+            "rss_kib": 0,
+            "pss_kib": 0,
+            "process": "none: PID 1 is reparented to init",
+            "container_pid": pid1,
+        }
     return {"status": "ok", **proc_memory(keeper), "container_pid": pid1}
 
 
@@ -92,8 +101,10 @@ def monitor_ctr(b: Bench, backend: str, settle: float) -> dict:
     if backend == "docker":
         docker_cleanup(b)
     try:
-        b.sh(b.ctr_on(backend) + ["run", "-d", "--name", name, "-l", f"ctrbench={b.run_id}", "busybox", *SLEEP],
-             timeout=120)
+        b.sh(
+            b.ctr_on(backend) + ["run", "-d", "--name", name, "-l", f"ctrbench={b.run_id}", "busybox", *SLEEP],
+            timeout=120,
+        )
         return keeper_memory(b, ctr_container_pid(b, backend, name), settle)
     finally:
         r = b.quiet(b.ctr_on(backend) + ["rm", "-f", name], timeout=30)
@@ -106,8 +117,25 @@ def monitor_lxc(b: Bench, settle: float) -> dict:
     name = f"ctrbench-{b.run_id}-mon"
     stop = ["lxc-stop", "-P", str(lxcpath), "-n", name, "-k"]
     try:
-        b.sh(["lxc-start", "-P", str(lxcpath), "-n", name, "-f", str(conf), "-d",
-              "-o", str(b.tmp / "lxc-start.log"), "-l", "ERROR", "--", "/bin/sleep", "600"])
+        b.sh(
+            [
+                "lxc-start",
+                "-P",
+                str(lxcpath),
+                "-n",
+                name,
+                "-f",
+                str(conf),
+                "-d",
+                "-o",
+                str(b.tmp / "lxc-start.log"),
+                "-l",
+                "ERROR",
+                "--",
+                "/bin/sleep",
+                "600",
+            ]
+        )
         r = b.sh(["lxc-info", "-P", str(lxcpath), "-n", name, "-p", "-H"])
         return keeper_memory(b, int(r.stdout), settle)
     finally:

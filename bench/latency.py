@@ -48,8 +48,9 @@ def latency_commands(b: Bench) -> tuple[list[Command], dict[str, dict]]:
         "lxc-execute": lambda: lxc_execute(b),
         "docker run": lambda: docker_run(b),
         "python start": lambda: Command("python start", lambda i: [sys.executable, "-c", "pass"]),
-        "python + import click": lambda: Command("python + import click",
-                                                 lambda i: [sys.executable, "-c", "import click"]),
+        "python + import click": lambda: Command(
+            "python + import click", lambda i: [sys.executable, "-c", "import click"]
+        ),
         "python + import click, docker": lambda: python_imports(b, "click", "docker"),
     }
     commands, skipped = [], {}
@@ -126,8 +127,21 @@ def lxc_execute(b: Bench) -> Command:
     log = b.tmp / "lxc-execute.log"
 
     def argv(i: int) -> list[str]:
-        return ["lxc-execute", "-P", str(lxcpath), "-n", f"ctrbench-x{i}", "-f", str(conf),
-                "-o", str(log), "-l", "ERROR", "--", "/bin/true"]
+        return [
+            "lxc-execute",
+            "-P",
+            str(lxcpath),
+            "-n",
+            f"ctrbench-x{i}",
+            "-f",
+            str(conf),
+            "-o",
+            str(log),
+            "-l",
+            "ERROR",
+            "--",
+            "/bin/true",
+        ]
 
     def after(i: int, failed: bool) -> None:
         if failed:

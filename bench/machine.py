@@ -56,7 +56,10 @@ def machine(b: Bench) -> dict:
         "docker client": first_line(b, ["docker", "version", "--format", "{{.Client.Version}}"]),
         "docker engine": first_line(b, ["docker", "version", "--format", "{{.Server.Version}}"]),
         "busybox": first_line(b, ["busybox"]),
-        "python bytecode": (f"as the environment has it (PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')})"
-                            if b.args.no_bytecode_cache else "cached in a private PYTHONPYCACHEPREFIX"),
+        "python bytecode": (
+            f"as the environment has it (PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')})"
+            if b.args.no_bytecode_cache
+            else "cached in a private PYTHONPYCACHEPREFIX"
+        ),
         "load average at start": load_average(),
     }

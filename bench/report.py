@@ -23,8 +23,14 @@ def empty_report(args: argparse.Namespace) -> dict:
         "started_epoch": time.time(),
         "duration_s": 0.0,
         "interrupted": False,
-        "args": {"runs": args.runs, "quick": args.quick, "max_seconds": args.max_seconds, "timeout": args.timeout,
-                 "scale": args.scale, "only": sorted(args.only)},
+        "args": {
+            "runs": args.runs,
+            "quick": args.quick,
+            "max_seconds": args.max_seconds,
+            "timeout": args.timeout,
+            "scale": args.scale,
+            "only": sorted(args.only),
+        },
         "machine": {},
         "latency": {label: pending for label, _ in LATENCY},
         "ratios": {},
@@ -47,8 +53,12 @@ def targets(report: dict) -> list[dict]:
             met = value <= limit if op == "<=" else value < limit
             rows.append({"target": name, "limit": f"{op} {limit:g}", "status": "ok", "value": value, "met": met})
 
-    for label, limit in (("ctr native / runc run", 1.5), ("ctr native / docker run", 0.25),
-                         ("ctr docker / docker run", 1.10), ("ctr lxc / lxc-execute", 1.5)):
+    for label, limit in (
+        ("ctr native / runc run", 1.5),
+        ("ctr native / docker run", 0.25),
+        ("ctr docker / docker run", 1.10),
+        ("ctr lxc / lxc-execute", 1.5),
+    ):
         r = report["ratios"][label]
         add(label, r.get("value"), "<=", limit, r.get("reason", ""))
 
@@ -67,8 +77,13 @@ def targets(report: dict) -> list[dict]:
     if is_ok(imp.get("import")) and is_ok(imp.get("tar -x")):
         add("ctr image import / tar -x", round(imp["import"]["median_ms"] / imp["tar -x"]["median_ms"], 3), "<=", 1.3)
     else:
-        add("ctr image import / tar -x", None, "<=", 1.3,
-            (imp.get("import") or {}).get("reason") or (imp.get("tar -x") or {}).get("reason", ""))
+        add(
+            "ctr image import / tar -x",
+            None,
+            "<=",
+            1.3,
+            (imp.get("import") or {}).get("reason") or (imp.get("tar -x") or {}).get("reason", ""),
+        )
 
     wall = report["help"]["wall"]
     add("ctr --help (ms, median)", wall.get("median_ms"), "<", 100, wall.get("reason", ""))
@@ -79,10 +94,15 @@ def targets(report: dict) -> list[dict]:
             rows.append({"target": name, "limit": "growth <= 1.5, 0 failures", **na(r.get("reason", ""))})
             continue
         g = r["growth"]
-        rows.append({"target": f"{backend}: {g['from']} -> {g['to']} containers linear, no failure",
-                     "limit": "growth <= 1.5, 0 failures", "status": "ok",
-                     "value": f"start x{g['start_per_container_ms']}, rm x{g['rm_per_container_ms']}",
-                     "met": g["linear"] and g["no_failure"]})
+        rows.append(
+            {
+                "target": f"{backend}: {g['from']} -> {g['to']} containers linear, no failure",
+                "limit": "growth <= 1.5, 0 failures",
+                "status": "ok",
+                "value": f"start x{g['start_per_container_ms']}, rm x{g['rm_per_container_ms']}",
+                "met": g["linear"] and g["no_failure"],
+            }
+        )
     return rows
 
 
@@ -97,30 +117,48 @@ def markdown(report: dict) -> str:
         lines += ["**Interrupted: partial results.**", ""]
     lines += ["| machine | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in m.items()] + [""]
     a = report["args"]
-    lines += [f"Runs per command: {a['runs']} (one uncounted warm-up each), round-robin; "
-              f"whole run {report['duration_s']:.0f} s{' (--quick)' if a['quick'] else ''}"
-              f"{', --only ' + ','.join(a['only']) if a['only'] else ''}.", ""]
+    lines += [
+        f"Runs per command: {a['runs']} (one uncounted warm-up each), round-robin; "
+        f"whole run {report['duration_s']:.0f} s{' (--quick)' if a['quick'] else ''}"
+        f"{', --only ' + ','.join(a['only']) if a['only'] else ''}.",
+        "",
+    ]
 
-    lines += ["## 1. `run --rm busybox true`", "", "| command | median ms | p90 ms | min ms | runs | note |",
-              "|---|---:|---:|---:|---:|---|"]
+    lines += [
+        "## 1. `run --rm busybox true`",
+        "",
+        "| command | median ms | p90 ms | min ms | runs | note |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     for label, r in report["latency"].items():
         lines.append(row(label, r))
     lines += ["", "## 2. Overhead ratios (medians)", "", "| ratio | value |", "|---|---:|"]
     for label, r in report["ratios"].items():
         lines.append(f"| {label} | {fmt(r['value'], 2) if is_ok(r) else 'n/a: ' + cell(r['reason'])} |")
 
-    lines += ["", "## 3. Memory of the process keeping one detached `sleep` container", "",
-              "| container made by | keeper process | VmRSS MiB | PSS MiB |", "|---|---|---:|---:|"]
+    lines += [
+        "",
+        "## 3. Memory of the process keeping one detached `sleep` container",
+        "",
+        "| container made by | keeper process | VmRSS MiB | PSS MiB |",
+        "|---|---|---:|---:|",
+    ]
     for label, r in report["monitor"].items():
         if is_ok(r):
             process = " ".join(Path(w).name if w.startswith("/") else w for w in r["process"].split())
-            lines.append(f"| {label} | `{cell(process[:80])}` | {r['rss_kib'] / 1024:.1f} | {r['pss_kib'] / 1024:.1f} |")
+            lines.append(
+                f"| {label} | `{cell(process[:80])}` | {r['rss_kib'] / 1024:.1f} | {r['pss_kib'] / 1024:.1f} |"
+            )
         else:
             lines.append(f"| {label} | n/a: {cell(r['reason'])} | | |")
 
-    lines += ["", "## 4. Scale: detached containers (`run -d`, `ps`, `rm -f`)", "",
-              "| backend | containers | start total s | start ms/container | ps ms | rm total s | rm ms/container | failures |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "## 4. Scale: detached containers (`run -d`, `ps`, `rm -f`)",
+        "",
+        "| backend | containers | start total s | start ms/container | ps ms | rm total s | rm ms/container | failures |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     growth_lines = []
     for backend, r in report["scale"].items():
         if not is_ok(r):
@@ -128,32 +166,56 @@ def markdown(report: dict) -> str:
             continue
         for key, s in r.items():
             if key.isdigit():
-                lines.append(f"| {backend} | {s['containers']} | {s['start_total_s']:.2f} | {fmt(s['start_per_container_ms'])} "
-                             f"| {fmt(s['ps_ms'])} | {s['rm_total_s']:.2f} | {fmt(s['rm_per_container_ms'])} | {s['failures']}"
-                             f"{': ' + cell(s['errors'][0]) if s['errors'] else ''} |")
+                lines.append(
+                    f"| {backend} | {s['containers']} | {s['start_total_s']:.2f} | {fmt(s['start_per_container_ms'])} "
+                    f"| {fmt(s['ps_ms'])} | {s['rm_total_s']:.2f} | {fmt(s['rm_per_container_ms'])} | {s['failures']}"
+                    f"{': ' + cell(s['errors'][0]) if s['errors'] else ''} |"
+                )
         g = r["growth"]
-        growth_lines.append(f"- {backend}, {g['from']} -> {g['to']}: start per container x{g['start_per_container_ms']}, "
-                            f"rm per container x{g['rm_per_container_ms']}, ps x{g['ps_ms']}: "
-                            f"{'linear' if g['linear'] else 'NOT linear'}, {'no failure' if g['no_failure'] else 'FAILURES'}")
+        growth_lines.append(
+            f"- {backend}, {g['from']} -> {g['to']}: start per container x{g['start_per_container_ms']}, "
+            f"rm per container x{g['rm_per_container_ms']}, ps x{g['ps_ms']}: "
+            f"{'linear' if g['linear'] else 'NOT linear'}, {'no failure' if g['no_failure'] else 'FAILURES'}"
+        )
     lines += [""] + growth_lines
 
     img = report["image"]
-    lines += ["", f"## 5. Image import ({img.get('tarball_mb', '?')} MB root-filesystem tarball)", "",
-              "| command | median ms | p90 ms | min ms | runs | note |", "|---|---:|---:|---:|---:|---|",
-              row("ctr image import", img["import"]), row("tar -x", img["tar -x"]),
-              row("ctr image import, then create a container", img["import + create"]), "",
-              "Import stores the layer as it came (hashed and checked); the first container made from",
-              "the image unpacks it, hence the third row: what a user waits for before a first run."]
+    lines += [
+        "",
+        f"## 5. Image import ({img.get('tarball_mb', '?')} MB root-filesystem tarball)",
+        "",
+        "| command | median ms | p90 ms | min ms | runs | note |",
+        "|---|---:|---:|---:|---:|---|",
+        row("ctr image import", img["import"]),
+        row("tar -x", img["tar -x"]),
+        row("ctr image import, then create a container", img["import + create"]),
+        "",
+        "Import stores the layer as it came (hashed and checked); the first container made from",
+        "the image unpacks it, hence the third row: what a user waits for before a first run.",
+    ]
 
     h = report["help"]
-    lines += ["", "## 6. `ctr --help`", "", "| command | median ms | p90 ms | min ms | runs | note |",
-              "|---|---:|---:|---:|---:|---|", row("ctr --help", h["wall"]), ""]
+    lines += [
+        "",
+        "## 6. `ctr --help`",
+        "",
+        "| command | median ms | p90 ms | min ms | runs | note |",
+        "|---|---:|---:|---:|---:|---|",
+        row("ctr --help", h["wall"]),
+        "",
+    ]
     it = h["importtime"]
     if is_ok(it):
-        lines += [f"`python -X importtime`: {it['total_ms']} ms of imports; top 10 by cumulative time:", "",
-                  "| module | cumulative ms | self ms |", "|---|---:|---:|"]
-        lines += [f"| {'&nbsp;' * 2 * t['depth']}{t['module']} | {t['cumulative_us'] / 1000:.1f} | {t['self_us'] / 1000:.1f} |"
-                  for t in it["top"]]
+        lines += [
+            f"`python -X importtime`: {it['total_ms']} ms of imports; top 10 by cumulative time:",
+            "",
+            "| module | cumulative ms | self ms |",
+            "|---|---:|---:|",
+        ]
+        lines += [
+            f"| {'&nbsp;' * 2 * t['depth']}{t['module']} | {t['cumulative_us'] / 1000:.1f} | {t['self_us'] / 1000:.1f} |"
+            for t in it["top"]
+        ]
     else:
         lines.append(f"importtime: n/a: {cell(it['reason'])}")
 
@@ -175,8 +237,14 @@ def cell(text: object) -> str:
 def row(label: str, r: dict) -> str:
     if not is_ok(r):
         return f"| {label} | | | | | n/a: {cell(r['reason'])} |"
-    note = "; ".join(x for x in (f"{r['failures']} failed: {cell(r.get('last_error', ''))}" if r["failures"] else "",
-                                 r.get("note", "")) if x)
+    note = "; ".join(
+        x
+        for x in (
+            f"{r['failures']} failed: {cell(r.get('last_error', ''))}" if r["failures"] else "",
+            r.get("note", ""),
+        )
+        if x
+    )
     return f"| {label} | {fmt(r['median_ms'])} | {fmt(r['p90_ms'])} | {fmt(r['min_ms'])} | {r['runs']} | {note} |"
 
 

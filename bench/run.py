@@ -53,19 +53,29 @@ SECTIONS = ("latency", "monitor", "scale", "image", "help")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--runs", type=int, help="timed runs per command (default 20; 3 with --quick)")
     p.add_argument("--quick", action="store_true", help="tiny counts: 3 runs, 2 and 4 containers, an 8 MB tarball")
     p.add_argument("--max-seconds", type=float, default=1200, help="deadline for the whole run (default 1200)")
     p.add_argument("--timeout", type=float, default=60, help="bound on any one command, seconds (default 60)")
     p.add_argument("--scale", help="container counts for section 4, comma-separated (default 10,50)")
-    p.add_argument("--only", help=f"comma-separated tags: any of {', '.join(BACKENDS + SECTIONS)}, refs; "
-                                   "runs every measurement carrying one of them (default: all)")
+    p.add_argument(
+        "--only",
+        help=f"comma-separated tags: any of {', '.join(BACKENDS + SECTIONS)}, refs; "
+        "runs every measurement carrying one of them (default: all)",
+    )
     p.add_argument("--out", type=Path, default=BENCH_DIR / "results", help="where results go (default bench/results)")
-    p.add_argument("--tmpdir", type=Path, default=None, help="where the run's temp dir is made (default $TMPDIR or /tmp)")
-    p.add_argument("--no-bytecode-cache", action="store_true",
-                   help="run ctr with the environment as it is (default: a private PYTHONPYCACHEPREFIX, "
-                        "so .pyc files are cached even where PYTHONDONTWRITEBYTECODE is set)")
+    p.add_argument(
+        "--tmpdir", type=Path, default=None, help="where the run's temp dir is made (default $TMPDIR or /tmp)"
+    )
+    p.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="run ctr with the environment as it is (default: a private PYTHONPYCACHEPREFIX, "
+        "so .pyc files are cached even where PYTHONDONTWRITEBYTECODE is set)",
+    )
     args = p.parse_args(argv)
     args.runs = args.runs or (3 if args.quick else 20)
     if args.runs < 1:

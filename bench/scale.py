@@ -36,12 +36,18 @@ def scale_backend(b: Bench, backend: str) -> dict:
         b.say(f"4. scale {backend}: {n} detached containers")
         result[str(n)] = scale_round(b, backend, n)
     small, large = (result[str(n)] for n in (b.args.scale[0], b.args.scale[-1]))
-    growth = {k: round(large[k] / small[k], 2) if small[k] and large[k] else None
-              for k in ("start_per_container_ms", "rm_per_container_ms", "ps_ms")}
+    growth = {
+        k: round(large[k] / small[k], 2) if small[k] and large[k] else None
+        for k in ("start_per_container_ms", "rm_per_container_ms", "ps_ms")
+    }
     result["growth"] = {
-        "from": b.args.scale[0], "to": b.args.scale[-1], **growth,
+        "from": b.args.scale[0],
+        "to": b.args.scale[-1],
+        **growth,
         # Per-container cost that grows less than 1.5x from the small count to the large one is linear.
-        "linear": all(g is not None and g <= 1.5 for g in (growth["start_per_container_ms"], growth["rm_per_container_ms"])),
+        "linear": all(
+            g is not None and g <= 1.5 for g in (growth["start_per_container_ms"], growth["rm_per_container_ms"])
+        ),
         "no_failure": small["failures"] == 0 and large["failures"] == 0,
     }
     return result

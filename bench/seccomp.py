@@ -60,8 +60,11 @@ def in_process(runs: int) -> dict[str, float]:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     ms = lambda xs: round(statistics.median(xs) * 1000, 2)  # noqa: E731
-    return {"compile (first run of a profile)": ms(cold), "cache lookup (every run)": ms(warm),
-            "install (every run)": ms(install)}
+    return {
+        "compile (first run of a profile)": ms(cold),
+        "cache lookup (every run)": ms(warm),
+        "install (every run)": ms(install),
+    }
 
 
 def end_to_end(backend: str, runs: int) -> dict[str, float]:

@@ -32,8 +32,14 @@ def import_times(b: Bench) -> dict:
     for line in r.stderr.decode().splitlines():
         m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
         if m:
-            rows.append({"module": m.group(4), "self_us": int(m.group(1)), "cumulative_us": int(m.group(2)),
-                         "depth": len(m.group(3)) // 2})
+            rows.append(
+                {
+                    "module": m.group(4),
+                    "self_us": int(m.group(1)),
+                    "cumulative_us": int(m.group(2)),
+                    "depth": len(m.group(3)) // 2,
+                }
+            )
     top_level_us = sum(row["cumulative_us"] for row in rows if row["depth"] == 0)
     rows.sort(key=lambda row: row["cumulative_us"], reverse=True)
     return {"status": "ok", "total_ms": round(top_level_us / 1000, 1), "top": rows[:10]}

@@ -25,19 +25,35 @@ HIDDEN = ("tty", "stdin", "auto_remove")
 
 
 @click.command("compare", context_settings={"allow_interspersed_args": False, "help_option_names": ["--help"]})
-@click.option("--backends", "backend_list", metavar="NAMES",
-              help="Comma-separated backends to compare, e.g. native,docker (default: every usable one).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table", show_default=True,
-              help="A text table, the JSON document (docs/compare-schema.md), or a self-contained HTML page.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Write the report to FILE instead of standard output.")
+@click.option(
+    "--backends",
+    "backend_list",
+    metavar="NAMES",
+    help="Comma-separated backends to compare, e.g. native,docker (default: every usable one).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "html"]),
+    default="table",
+    show_default=True,
+    help="A text table, the JSON document (docs/compare-schema.md), or a self-contained HTML page.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write the report to FILE instead of standard output.",
+)
 @spec_options
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 @errors_to_exit
-def compare_command(obj, backend_list: str | None, fmt: str, output: str | None, image: str,
-                    command: tuple[str, ...], **opts) -> None:
+def compare_command(
+    obj, backend_list: str | None, fmt: str, output: str | None, image: str, command: tuple[str, ...], **opts
+) -> None:
     """Run COMMAND from IMAGE on several backends and compare what the kernel says.
 
     Takes the flags of `ctr run` (not -d, -i, -t; --rm is implied). Per backend,

@@ -170,9 +170,15 @@ def logs(obj, follow: bool, tail: str, timestamps: bool, name: str) -> None:
 @command()
 @click.option("-a", "--all", "show_all", is_flag=True, help="Show stopped containers too.")
 @click.option("-q", "--quiet", is_flag=True, help="Only names.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
+)
 @click.option("--backend", "only", type=click.Choice(list(REGISTRY)), help="Only this backend's containers.")
-@click.option("--foreign", is_flag=True, help="List containers ctr did not make instead (LXC's, the engine's): what `ctr adopt` takes.")
+@click.option(
+    "--foreign",
+    is_flag=True,
+    help="List containers ctr did not make instead (LXC's, the engine's): what `ctr adopt` takes.",
+)
 @pass_obj
 @errors_to_exit
 def ps(obj, show_all: bool, quiet: bool, fmt: str, only: str | None, foreign: bool) -> None:
@@ -196,7 +202,9 @@ def ps(obj, show_all: bool, quiet: bool, fmt: str, only: str | None, foreign: bo
     rows = [("CONTAINER ID", "NAME", "BACKEND", "IMAGE", "COMMAND", "CREATED", "STATUS")]
     for r in records:
         d = _ps_row(r)
-        rows.append((r.short_id, r.name, r.backend, d["image"], _short(d["command"], 24), _ago(r.created) + " ago", _status(r)))
+        rows.append(
+            (r.short_id, r.name, r.backend, d["image"], _short(d["command"], 24), _ago(r.created) + " ago", _status(r))
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -206,8 +214,17 @@ def _ps_row(r) -> dict:
     spec = r.spec
     process = r.extra.get("process", {})
     command = " ".join(process.get("args") or list(spec.get("entrypoint") or []) + list(spec.get("command") or []))
-    return {"id": r.id, "name": r.name, "backend": r.backend, "image": r.image or spec.get("image", ""),
-            "command": command, "created": r.created, "status": r.status, "exit_code": r.exit_code, "pid": r.pid}
+    return {
+        "id": r.id,
+        "name": r.name,
+        "backend": r.backend,
+        "image": r.image or spec.get("image", ""),
+        "command": command,
+        "created": r.created,
+        "status": r.status,
+        "exit_code": r.exit_code,
+        "pid": r.pid,
+    }
 
 
 def _short(text: str, n: int) -> str:
@@ -275,8 +292,15 @@ def stats(obj, no_stream: bool, names) -> None:
             previous[n] = (now, t)
             usage, limit = now.get("memory_usage") or 0, now.get("memory_limit")
             mem_pct = f"{100.0 * usage / limit:.2f}%" if limit else "--"
-            rows.append((n, f"{cpu:.2f}%", f"{binary_size(usage or 0)} / {binary_size(limit) if limit else 'unlimited'}", mem_pct,
-                         str(now.get("pids_current") if now.get("pids_current") is not None else "--")))
+            rows.append(
+                (
+                    n,
+                    f"{cpu:.2f}%",
+                    f"{binary_size(usage or 0)} / {binary_size(limit) if limit else 'unlimited'}",
+                    mem_pct,
+                    str(now.get("pids_current") if now.get("pids_current") is not None else "--"),
+                )
+            )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         if not no_stream:
             click.echo("\033[2J\033[H", nl=False)

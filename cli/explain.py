@@ -32,8 +32,14 @@ def resolve_container_pid(ctx_obj, name: str) -> int:
 
 
 @click.command(context_settings={"help_option_names": ["--help"]})
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="Output format: a table to read, or the JSON document (docs/explain-schema.md).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format: a table to read, or the JSON document (docs/explain-schema.md).",
+)
 @click.option("--pid", type=int, metavar="PID", help="Explain this host process instead of a container.")
 @click.argument("name", required=False)
 @click.pass_obj

@@ -32,8 +32,14 @@ def _ago(created: str) -> str:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     seconds = max(0, (datetime.now(UTC) - when).total_seconds())
-    for unit, size in (("year", 365 * 86400), ("month", 30 * 86400), ("week", 7 * 86400), ("day", 86400),
-                       ("hour", 3600), ("minute", 60)):
+    for unit, size in (
+        ("year", 365 * 86400),
+        ("month", 30 * 86400),
+        ("week", 7 * 86400),
+        ("day", 86400),
+        ("hour", 3600),
+        ("minute", 60),
+    ):
         if seconds >= 2 * size or (unit in ("hour", "minute") and seconds >= size):
             count = int(seconds // size)
             return f"{'About an' if count == 1 and unit == 'hour' else count} {unit}{'s' if count > 1 else ''} ago"
@@ -57,7 +63,9 @@ def _row(image) -> dict:
 
 
 @click.command("images")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print image IDs only.")
 @click.pass_obj
 @errors_to_exit
@@ -83,7 +91,9 @@ def image() -> None:
 
 
 @image.command("ls")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print image IDs only.")
 @click.pass_context
 def ls(ctx: click.Context, fmt: str, quiet: bool) -> None:
@@ -127,9 +137,20 @@ def tag(obj, src: str, dst: str) -> None:
 
 @image.command("import")
 @click.argument("source", metavar="FILE|DIR|-")
-@click.option("--name", "-n", metavar="REF", help="Name of the image (required for a root filesystem tarball); of an archive holding several images, imports only the one of that name.")
-@click.option("--change", "-c", "changes", multiple=True, metavar="INSTRUCTION",
-              help="Dockerfile instruction for a root filesystem tarball: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL.")
+@click.option(
+    "--name",
+    "-n",
+    metavar="REF",
+    help="Name of the image (required for a root filesystem tarball); of an archive holding several images, imports only the one of that name.",
+)
+@click.option(
+    "--change",
+    "-c",
+    "changes",
+    multiple=True,
+    metavar="INSTRUCTION",
+    help="Dockerfile instruction for a root filesystem tarball: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL.",
+)
 @click.pass_obj
 @errors_to_exit
 def import_(obj, source: str, name: str | None, changes: tuple[str, ...]) -> None:
@@ -147,8 +168,14 @@ def import_(obj, source: str, name: str | None, changes: tuple[str, ...]) -> Non
 @image.command()
 @click.argument("ref")
 @click.option("-o", "--output", required=True, metavar="FILE", help="Where to write ('-': standard output).")
-@click.option("--format", "fmt", type=click.Choice(["oci", "docker-archive"]), default="oci", show_default=True,
-              help="oci: OCI layout tar (docker load reads it too); docker-archive: what docker save writes.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["oci", "docker-archive"]),
+    default="oci",
+    show_default=True,
+    help="oci: OCI layout tar (docker load reads it too); docker-archive: what docker save writes.",
+)
 @click.pass_obj
 @errors_to_exit
 def export(obj, ref: str, output: str, fmt: str) -> None:

@@ -20,10 +20,25 @@ from ctr.state.paths import Paths
 # Commands that live in other modules, imported only when used (or listed by --help):
 # `ctr run` should not pay for the image, compare or migration code.
 LAZY_COMMANDS = {
-    **{name: f"ctr.cli.containers:{attr}" for name, attr in (
-        ("start", "start"), ("stop", "stop"), ("restart", "restart"), ("kill", "kill"), ("rm", "remove"),
-        ("wait", "wait"), ("pause", "pause"), ("unpause", "unpause"), ("exec", "exec_"), ("logs", "logs"),
-        ("ps", "ps"), ("inspect", "inspect"), ("stats", "stats"), ("cp", "cp"))},
+    **{
+        name: f"ctr.cli.containers:{attr}"
+        for name, attr in (
+            ("start", "start"),
+            ("stop", "stop"),
+            ("restart", "restart"),
+            ("kill", "kill"),
+            ("rm", "remove"),
+            ("wait", "wait"),
+            ("pause", "pause"),
+            ("unpause", "unpause"),
+            ("exec", "exec_"),
+            ("logs", "logs"),
+            ("ps", "ps"),
+            ("inspect", "inspect"),
+            ("stats", "stats"),
+            ("cp", "cp"),
+        )
+    },
     "explain": "ctr.cli.explain:explain",
     "compare": "ctr.cli.compare:compare_command",
     "images": "ctr.cli.images:images",
@@ -50,10 +65,22 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["--help"]})
-@click.option("--backend", "-b", envvar="CTR_BACKEND", default=DEFAULT_BACKEND, show_default=True,
-              type=click.Choice(list(REGISTRY)), help="Container implementation to use.")
-@click.option("--root", envvar="CTR_ROOT", type=click.Path(file_okay=False), default=None,
-              help="State root (default /var/lib/ctr and /run/ctr).")
+@click.option(
+    "--backend",
+    "-b",
+    envvar="CTR_BACKEND",
+    default=DEFAULT_BACKEND,
+    show_default=True,
+    type=click.Choice(list(REGISTRY)),
+    help="Container implementation to use.",
+)
+@click.option(
+    "--root",
+    envvar="CTR_ROOT",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="State root (default /var/lib/ctr and /run/ctr).",
+)
 @click.version_option(package_name="ctr", prog_name="ctr", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, backend: str, root: str | None) -> None:
@@ -100,7 +127,9 @@ def create(obj: Context, image: str, command: tuple[str, ...], **opts) -> None:
 
 
 @cli.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
+)
 def backends(fmt: str) -> None:
     """List the backends, whether each is usable here, and their versions."""
     import json

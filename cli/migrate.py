@@ -36,7 +36,9 @@ def _warn(lines) -> None:
 
 @command()
 @click.option("-m", "--message", default="", help="A comment for the new layer's history entry.")
-@click.option("--pause/--no-pause", default=True, show_default=True, help="Pause a running container while its layer is read.")
+@click.option(
+    "--pause/--no-pause", default=True, show_default=True, help="Pause a running container while its layer is read."
+)
 @click.argument("name")
 @click.argument("image")
 @pass_obj
@@ -70,7 +72,9 @@ def export(obj, output: str, no_image: bool, name: str) -> None:
 
 
 @command(name="import")
-@click.option("--backend", "target", type=BACKENDS, help="Backend to create it on (default: the one it was exported from).")
+@click.option(
+    "--backend", "target", type=BACKENDS, help="Backend to create it on (default: the one it was exported from)."
+)
 @click.option("--name", help="Name for the container (default: its name in the bundle).")
 @click.option("--no-image", is_flag=True, help="Do not import the bundle's image; find it by digest in the store.")
 @click.argument("file")
@@ -93,8 +97,14 @@ def import_(obj, target: str | None, name: str | None, no_image: bool, file: str
 @click.option("--keep", is_flag=True, help="Keep the source container (needs --name).")
 @click.option("--name", "new_name", help="Name on the target (default: the same name).")
 @click.option("--stop", is_flag=True, help="Stop a running container, and start it on the target.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="A line of text, or the report as JSON.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="A line of text, or the report as JSON.",
+)
 @click.argument("name")
 @pass_obj
 @errors_to_exit
@@ -110,22 +120,38 @@ def migrate(obj, target: str, keep: bool, new_name: str | None, stop: bool, fmt:
     result = do_migrate(obj.paths, name, target, keep=keep, new_name=new_name, stop=stop)
     _warn(result.warnings)
     if fmt == "json":
-        click.echo(json.dumps({
-            "name": result.name, "id": result.record.id, "from": result.source_backend, "to": result.target_backend,
-            "source_id": result.source_id, "status": result.record.status, "tree_digest": result.tree_digest,
-            "layer_size": result.layer_size, "kept_source": result.kept_source, "warnings": result.warnings,
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "name": result.name,
+                    "id": result.record.id,
+                    "from": result.source_backend,
+                    "to": result.target_backend,
+                    "source_id": result.source_id,
+                    "status": result.record.status,
+                    "tree_digest": result.tree_digest,
+                    "layer_size": result.layer_size,
+                    "kept_source": result.kept_source,
+                    "warnings": result.warnings,
+                },
+                indent=2,
+            )
+        )
         return
     state = "running" if result.started else result.record.status
     kept = f", source kept as {result.kept_source}" if result.kept_source else ""
-    click.echo(f"{result.name}: {result.source_backend} -> {result.target_backend}, {state}, writable layer "
-               f"{decimal_size(result.layer_size)} {result.tree_digest[:19]} verified{kept}")
+    click.echo(
+        f"{result.name}: {result.source_backend} -> {result.target_backend}, {state}, writable layer "
+        f"{decimal_size(result.layer_size)} {result.tree_digest[:19]} verified{kept}"
+    )
 
 
 @command()
 @click.option("--name", help="Name of the new ctr container (default: the source's; NAME-ctr for docker on docker).")
 @click.option("--to", "target", type=BACKENDS, help="Backend for it (default: the source's kind: lxc or docker).")
-@click.option("--network", type=click.Choice(["none", "host", "bridge"]), help="Replace the network mode read from the source.")
+@click.option(
+    "--network", type=click.Choice(["none", "host", "bridge"]), help="Replace the network mode read from the source."
+)
 @click.argument("source")
 @pass_obj
 @errors_to_exit
@@ -145,8 +171,14 @@ def adopt(obj, name: str | None, target: str | None, network: str | None, source
 
 
 @command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="A table, or JSON.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table, or JSON.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Only what `ctr adopt` takes (lxc:NAME, docker:ID).")
 @pass_obj
 @errors_to_exit
@@ -176,10 +208,20 @@ def print_foreign(found, fmt: str = "table", quiet: bool = False) -> None:
 
 
 @command()
-@click.option("--from", "source", type=click.Choice(["lxc", "docker", "oci", "ctr"]), required=True,
-              help="Format of FILE: an LXC config, `docker inspect` JSON, an OCI config.json, a ctr spec.")
-@click.option("--to", "target", type=click.Choice(["lxc", "docker-run", "compose", "oci", "ctr"]), required=True,
-              help="Format to write to standard output.")
+@click.option(
+    "--from",
+    "source",
+    type=click.Choice(["lxc", "docker", "oci", "ctr"]),
+    required=True,
+    help="Format of FILE: an LXC config, `docker inspect` JSON, an OCI config.json, a ctr spec.",
+)
+@click.option(
+    "--to",
+    "target",
+    type=click.Choice(["lxc", "docker-run", "compose", "oci", "ctr"]),
+    required=True,
+    help="Format to write to standard output.",
+)
 @click.argument("file")
 @pass_obj
 @errors_to_exit

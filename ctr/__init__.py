@@ -50,6 +50,16 @@ def connect(backend: str = "native", root: str | None = None):
 
 
 __all__ = [
-    "connect", "migrate", "ContainerSpec", "Mount", "CtrError", "NotFound", "Conflict", "InvalidSpec",
-    "BackendUnavailable", "Unsupported", "CommandNotFound", "CommandNotExecutable",
+    "connect",
+    "migrate",
+    "ContainerSpec",
+    "Mount",
+    "CtrError",
+    "NotFound",
+    "Conflict",
+    "InvalidSpec",
+    "BackendUnavailable",
+    "Unsupported",
+    "CommandNotFound",
+    "CommandNotExecutable",
 ]

@@ -118,8 +118,9 @@ class Container:
         """Until it exits; its exit code."""
         return self.backend.wait(self.name)
 
-    def exec(self, args: Sequence[str], *, env: Sequence[str] = (), workdir: str | None = None,
-             user: str | None = None) -> int:
+    def exec(
+        self, args: Sequence[str], *, env: Sequence[str] = (), workdir: str | None = None, user: str | None = None
+    ) -> int:
         """Run a further process in it (on the caller's stdio); its exit code."""
         from ctr.process import ExecSpec
 
@@ -198,8 +199,7 @@ class Containers:
 
     def list(self, all: bool = True) -> list[Container]:
         """This backend's containers (with `all=False`, only running or paused ones)."""
-        return [Container(self.backend, r) for r in self.backend.list()
-                if all or r.status in ("running", "paused")]
+        return [Container(self.backend, r) for r in self.backend.list() if all or r.status in ("running", "paused")]
 
     def get(self, name: str) -> Container:
         """NotFound when there is none; a container of another backend is NotFound here too."""
@@ -226,8 +226,9 @@ class Containers:
         return iter(self.list())
 
 
-def migrate(container: Container, to: str = "docker", keep: bool = False, name: str | None = None,
-            stop: bool = False) -> Container:
+def migrate(
+    container: Container, to: str = "docker", keep: bool = False, name: str | None = None, stop: bool = False
+) -> Container:
     """Move `container` to the backend `to`, filesystem and spec, checked by tree digest.
 
     A running container needs stop=True (it is stopped, then started on the target).

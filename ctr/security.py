@@ -104,5 +104,9 @@ def installed_seccomp(record) -> dict | None:
         return {"profile": "engine default"}
     verdicts = seccomp.parse(profile_text(kept), profile).resolve(spec.capabilities()).verdicts()
     values = list(verdicts.values())
-    return {"profile": profile, "syscalls": len(values), "refused": values.count("refused"),
-            "by_argument": values.count("by argument")}
+    return {
+        "profile": profile,
+        "syscalls": len(values),
+        "refused": values.count("refused"),
+        "by_argument": values.count("by argument"),
+    }

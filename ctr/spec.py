@@ -22,23 +22,64 @@ NETWORK_MODES = ("none", "host", "bridge")
 
 # Docker's default capability set (moby oci/caps/defaults.go), in the kernel's names.
 DEFAULT_CAPS = (
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
-    "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
 )
 
 # Capability numbers from linux/capability.h; the order defines the bit masks.
 CAPABILITIES = (
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER",
-    "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD",
-    "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
     "CAP_CHECKPOINT_RESTORE",
 )
 
@@ -244,7 +285,9 @@ def parse_memory(text: str) -> int:
 def check_cpus(value: float) -> float:
     ncpu = os.cpu_count() or 1
     if not value > 0 or value > ncpu:
-        raise InvalidSpec(f"invalid cpus {value}: range of CPUs is from 0.01 to {ncpu:.2f}, as there are only {ncpu} CPUs available")
+        raise InvalidSpec(
+            f"invalid cpus {value}: range of CPUs is from 0.01 to {ncpu:.2f}, as there are only {ncpu} CPUs available"
+        )
     return value
 
 
@@ -335,16 +378,20 @@ def parse_security_opt(text: str) -> str:
             raise InvalidSpec(f"invalid --security-opt {text!r}: no-new-privileges takes true or false")
         return "no-new-privileges=" + ("true" if value.lower() in ("true", "1") else "false")
     if not sep or not value:
-        raise InvalidSpec(f"invalid --security-opt {text!r}: use seccomp=unconfined|PROFILE.json, "
-                          "no-new-privileges[=true|false], apparmor=PROFILE or label=VALUE")
+        raise InvalidSpec(
+            f"invalid --security-opt {text!r}: use seccomp=unconfined|PROFILE.json, "
+            "no-new-privileges[=true|false], apparmor=PROFILE or label=VALUE"
+        )
     if key == "seccomp":
         if value == "unconfined":
             return "seccomp=unconfined"
         return "seccomp=" + os.path.abspath(value)
     if key in ("apparmor", "label"):
         return f"{key}={value}"
-    raise InvalidSpec(f"invalid --security-opt {text!r}: unknown option {key!r} "
-                      "(seccomp, no-new-privileges, apparmor and label are known)")
+    raise InvalidSpec(
+        f"invalid --security-opt {text!r}: unknown option {key!r} "
+        "(seccomp, no-new-privileges, apparmor and label are known)"
+    )
 
 
 def parse_add_host(text: str) -> str:

@@ -61,10 +61,16 @@ def main() -> int:
             agree = agree and name == names[0]
         print(f"{name:<8} {code:<5} {output[:50]:<50} {len(layer)} entries, {same}")
     for name in names[1:]:
-        for label, mine, theirs in (("output", results[name][1], reference[1]), ("layer", results[name][2], reference[2])):
+        for label, mine, theirs in (
+            ("output", results[name][1], reference[1]),
+            ("layer", results[name][2], reference[2]),
+        ):
             if mine != theirs:
                 print(f"\n{name} {label} differs from {names[0]}:")
-                for line in sorted(set(mine if isinstance(mine, list) else [mine]) ^ set(theirs if isinstance(theirs, list) else [theirs])):
+                for line in sorted(
+                    set(mine if isinstance(mine, list) else [mine])
+                    ^ set(theirs if isinstance(theirs, list) else [theirs])
+                ):
                     print("  ", line)
     print("\nall backends agree" if agree else "\nthe backends disagree")
     return 0 if agree else 1

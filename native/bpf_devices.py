@@ -60,8 +60,18 @@ _ACC_ALL = BPF_DEVCG_ACC_MKNOD | BPF_DEVCG_ACC_READ | BPF_DEVCG_ACC_WRITE
 _TYPE_BITS = {"b": BPF_DEVCG_DEV_BLOCK, "c": BPF_DEVCG_DEV_CHAR}
 
 # __NR_bpf per machine
-_NR_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "i686": 357, "i386": 357, "armv7l": 386,
-           "armv6l": 386, "ppc64le": 361, "ppc64": 361, "s390x": 351}
+_NR_BPF = {
+    "x86_64": 321,
+    "aarch64": 280,
+    "riscv64": 280,
+    "i686": 357,
+    "i386": 357,
+    "armv7l": 386,
+    "armv6l": 386,
+    "ppc64le": 361,
+    "ppc64": 361,
+    "s390x": 351,
+}
 
 
 @dataclass(frozen=True)
@@ -96,8 +106,10 @@ def _jmp_imm(op: int, dst: int, imm: int, off: int) -> Insn:
 
 
 PROLOGUE = (
-    _ldx_w(2, 1, 0), _alu32_imm(_AND, 2, 0xFFFF),  # r2 = type
-    _ldx_w(3, 1, 0), _alu32_imm(_RSH, 3, 16),  # r3 = access
+    _ldx_w(2, 1, 0),
+    _alu32_imm(_AND, 2, 0xFFFF),  # r2 = type
+    _ldx_w(3, 1, 0),
+    _alu32_imm(_RSH, 3, 16),  # r3 = access
     _ldx_w(4, 1, 4),  # r4 = major
     _ldx_w(5, 1, 8),  # r5 = minor
 )
@@ -227,8 +239,23 @@ def load(rules: Sequence[DeviceRule]) -> int:
     license = ctypes.create_string_buffer(LICENSE, len(LICENSE))
     log = ctypes.create_string_buffer(1 << 16)
     attr = ctypes.create_string_buffer(128)
-    struct.pack_into("<IIQQIIQII16sII", attr, 0, BPF_PROG_TYPE_CGROUP_DEVICE, len(code) // 8, _addr(insns),
-                     _addr(license), 0, 0, 0, 0, 0, PROG_NAME.encode(), 0, BPF_CGROUP_DEVICE)
+    struct.pack_into(
+        "<IIQQIIQII16sII",
+        attr,
+        0,
+        BPF_PROG_TYPE_CGROUP_DEVICE,
+        len(code) // 8,
+        _addr(insns),
+        _addr(license),
+        0,
+        0,
+        0,
+        0,
+        0,
+        PROG_NAME.encode(),
+        0,
+        BPF_CGROUP_DEVICE,
+    )
     try:
         return _bpf(BPF_PROG_LOAD, attr, "BPF_PROG_LOAD cgroup device program")
     except OSError as exc:
@@ -239,8 +266,9 @@ def load(rules: Sequence[DeviceRule]) -> int:
         return _bpf(BPF_PROG_LOAD, attr, "BPF_PROG_LOAD cgroup device program")
     except OSError as exc:
         verifier = log.value.decode(errors="replace").strip().splitlines()
-        raise OSError(exc.errno, f"{exc.strerror} (verifier: {verifier[-1] if verifier else 'no log'})",
-                      exc.filename) from None
+        raise OSError(
+            exc.errno, f"{exc.strerror} (verifier: {verifier[-1] if verifier else 'no log'})", exc.filename
+        ) from None
 
 
 def attach(prog_fd: int, cgroup_dir: str | os.PathLike) -> None:
@@ -272,8 +300,17 @@ def query(cgroup_dir: str | os.PathLike, effective_too: bool = False) -> list[in
         count = 64  # the kernel's limit per cgroup and attach type
         ids = (ctypes.c_uint32 * count)()
         attr = ctypes.create_string_buffer(40)
-        struct.pack_into("<IIIIQI", attr, 0, fd, BPF_CGROUP_DEVICE, BPF_F_QUERY_EFFECTIVE if effective_too else 0,
-                         0, ctypes.addressof(ids), count)
+        struct.pack_into(
+            "<IIIIQI",
+            attr,
+            0,
+            fd,
+            BPF_CGROUP_DEVICE,
+            BPF_F_QUERY_EFFECTIVE if effective_too else 0,
+            0,
+            ctypes.addressof(ids),
+            count,
+        )
         _bpf(BPF_PROG_QUERY, attr, os.fspath(cgroup_dir))
         got = struct.unpack_from("<I", attr, 24)[0]
         return list(ids[: min(got, count)])
@@ -312,5 +349,4 @@ def info(prog_id: int) -> ProgInfo:
         os.close(fd)
 
 
-__all__ = ["Insn", "program", "assemble", "decode", "load", "attach", "apply", "query", "info", "ProgInfo",
-           "PROG_NAME"]
+__all__ = ["Insn", "program", "assemble", "decode", "load", "attach", "apply", "query", "info", "ProgInfo", "PROG_NAME"]

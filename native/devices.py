@@ -74,7 +74,8 @@ def parse_rule(text: str, allow: bool = True) -> DeviceRule:
 # Docker's default (moby oci/defaults.go, runc AllowedDevices): mknod of any node (useless
 # without read or write), read and write only of these character devices; no block device.
 DEFAULT_ALLOW = (
-    "c *:* m", "b *:* m",
+    "c *:* m",
+    "b *:* m",
     "c 1:3 rwm",  # /dev/null
     "c 1:5 rwm",  # /dev/zero
     "c 1:7 rwm",  # /dev/full
@@ -146,8 +147,17 @@ def host_devices(root: str = "/dev") -> list[HostDevice]:
                 continue  # gone meanwhile
             if stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode):
                 kind = "b" if stat.S_ISBLK(st.st_mode) else "c"
-                out.append(HostDevice(path, kind, os.major(st.st_rdev), os.minor(st.st_rdev),
-                                      stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))
+                out.append(
+                    HostDevice(
+                        path,
+                        kind,
+                        os.major(st.st_rdev),
+                        os.minor(st.st_rdev),
+                        stat.S_IMODE(st.st_mode),
+                        st.st_uid,
+                        st.st_gid,
+                    )
+                )
 
     walk("")
     return out
@@ -169,5 +179,15 @@ def effective(rules: Sequence[DeviceRule]) -> tuple[bool, list[DeviceRule]]:
     return default, kept
 
 
-__all__ = ["DeviceRule", "parse_rule", "device_policy", "container_policy", "v1_writes", "effective", "DEFAULT_ALLOW",
-           "PRIVILEGED", "HostDevice", "host_devices"]
+__all__ = [
+    "DeviceRule",
+    "parse_rule",
+    "device_policy",
+    "container_policy",
+    "v1_writes",
+    "effective",
+    "DEFAULT_ALLOW",
+    "PRIVILEGED",
+    "HostDevice",
+    "host_devices",
+]

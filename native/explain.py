@@ -164,14 +164,16 @@ def keeper_chain(proc: Path, ppid: int, depth: int | None) -> dict:
         if is_keeper:
             keeper = pid
         rss = status.get("VmRSS")
-        chain.append({
-            "pid": pid,
-            "comm": comm,
-            "cmdline": short_cmdline(args, comm),
-            "vm_rss_kb": int(rss.split()[0]) if rss else None,
-            "in_pid_namespace": inside,
-            "keeper": is_keeper,
-        })
+        chain.append(
+            {
+                "pid": pid,
+                "comm": comm,
+                "cmdline": short_cmdline(args, comm),
+                "vm_rss_kb": int(rss.split()[0]) if rss else None,
+                "in_pid_namespace": inside,
+                "keeper": is_keeper,
+            }
+        )
         if pid == 1:
             break
         pid = int(status.get("PPid", "0"))

@@ -117,14 +117,14 @@ def device_policy_of(v1_dir: Path | None, v2_dir: Path | None) -> dict:
     decoded = []
     for prog in programs:
         rules = bpf_devices.decode(prog.code) if prog.code else None
-        doc["programs"].append({"id": prog.id, "name": prog.name, "tag": prog.tag, "insns": prog.insns,
-                                "decoded": rules is not None})
+        doc["programs"].append(
+            {"id": prog.id, "name": prog.name, "tag": prog.tag, "insns": prog.insns, "decoded": rules is not None}
+        )
         decoded.append(rules)
     if len(decoded) == 1 and decoded[0] is not None:
         default, rules = decoded[0]
         # in devices.list terms: what a deny-all list would show, or every deny rule of an allow-all
-        doc.update(default="allow" if default else "deny",
-                   rules=[str(r) for r in rules if r.allow != default])
+        doc.update(default="allow" if default else "deny", rules=[str(r) for r in rules if r.allow != default])
     return doc
 
 
@@ -134,10 +134,20 @@ def cgroup_limits(v1: dict[str, Path], v2: Path | None) -> tuple[dict, dict]:
     `v1` maps a controller name to its directory. Returns (limits, sources): every figure
     with the file it was read from; a figure whose file does not exist is None.
     """
-    limits: dict = dict.fromkeys((
-        "memory", "memory_usage", "cpus", "cpu_quota_us", "cpu_period_us", "cpu_shares",
-        "cpu_weight", "pids", "pids_current", "freezer",
-    ))
+    limits: dict = dict.fromkeys(
+        (
+            "memory",
+            "memory_usage",
+            "cpus",
+            "cpu_quota_us",
+            "cpu_period_us",
+            "cpu_shares",
+            "cpu_weight",
+            "pids",
+            "pids_current",
+            "freezer",
+        )
+    )
     sources: dict[str, str] = {}
 
     def read(key: str, d: Path | None, name: str) -> str | None:

@@ -13,9 +13,17 @@ from ctr.native import mountinfo
 
 # moby oci/defaults.go: paths Docker hides (bind of /dev/null, or an empty tmpfs for directories)
 MASKED_PATHS = (
-    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-    "/sys/firmware", "/sys/devices/virtual/powercap",
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
 )
 # ... and the paths it mounts read-only.
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
@@ -23,16 +31,19 @@ READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 
 def parse_mountinfo(text: str) -> list[dict]:
     """/proc/PID/mountinfo, in order, as explain's JSON has it; paths are as the process sees them."""
-    return [{
-        "mount_id": e.mount_id,
-        "parent_id": e.parent_id,
-        "root": e.root,
-        "mount_point": e.mount_point,
-        "mount_options": list(e.mount_options),
-        "fstype": e.fstype,
-        "source": e.source,
-        "super_options": list(e.super_options),
-    } for e in mountinfo.parse(text)]
+    return [
+        {
+            "mount_id": e.mount_id,
+            "parent_id": e.parent_id,
+            "root": e.root,
+            "mount_point": e.mount_point,
+            "mount_options": list(e.mount_options),
+            "fstype": e.fstype,
+            "source": e.source,
+            "super_options": list(e.super_options),
+        }
+        for e in mountinfo.parse(text)
+    ]
 
 
 def _covering(mounts: list[dict], path: str) -> dict | None:
@@ -103,10 +114,12 @@ def readonly_paths(mounts: list[dict], root: Path) -> list[dict]:
     out = []
     for path in READONLY_PATHS:
         m = _covering(mounts, path)
-        out.append({
-            "path": path,
-            "present": _present(root, path),
-            "read_only": _read_only(m) if m else None,
-            "mount_point": m["mount_point"] if m else None,
-        })
+        out.append(
+            {
+                "path": path,
+                "present": _present(root, path),
+                "read_only": _read_only(m) if m else None,
+                "mount_point": m["mount_point"] if m else None,
+            }
+        )
     return out

@@ -127,13 +127,20 @@ def devices_text(dev: dict | None) -> str:
 
 def _capability_rows(t: _Table, caps: dict) -> None:
     t.lines += ["", "Capabilities"]
-    labels = {"CapEff": "effective", "CapPrm": "permitted", "CapBnd": "bounding",
-              "CapInh": "inheritable", "CapAmb": "ambient"}
+    labels = {
+        "CapEff": "effective",
+        "CapPrm": "permitted",
+        "CapBnd": "bounding",
+        "CapInh": "inheritable",
+        "CapAmb": "ambient",
+    }
     for key, label in labels.items():
         if caps[key] is None:
             t.row(label, "-")
             continue
-        same = next((labels[k] for k in CAP_SETS[: CAP_SETS.index(key)] if caps[k] == caps[key] and caps[k]["names"]), None)
+        same = next(
+            (labels[k] for k in CAP_SETS[: CAP_SETS.index(key)] if caps[k] == caps[key] and caps[k]["names"]), None
+        )
         if same:
             t.row(label, f"same as {same}")
         else:
@@ -210,7 +217,7 @@ def _keeper_rows(t: _Table, keeper: dict) -> None:
         rss = "-" if a["vm_rss_kb"] is None else f"{a['vm_rss_kb'] / 1024:.1f}M"
         mark = "keeper" if a["keeper"] else ""
         line = f"  {a['pid']:<8}{a['comm'][:15]:<16}{rss:>8}  {mark:<7}{a['cmdline']}"
-        t.lines.append(line[:_WIDTH + 40].rstrip())
+        t.lines.append(line[: _WIDTH + 40].rstrip())
 
 
 def _cap_words(names: list[str], last_cap: int | None) -> list[str]:

@@ -34,8 +34,15 @@ def describe() -> str:
     return "ctr-monitor" if binary() else "python (ctr-monitor not built)"
 
 
-def exec_binary(path: str, pid: int, outputs: dict[int, str], log_path: str, tty: bool, finisher: list[str],
-                report_fd: int | None = None) -> None:
+def exec_binary(
+    path: str,
+    pid: int,
+    outputs: dict[int, str],
+    log_path: str,
+    tty: bool,
+    finisher: list[str],
+    report_fd: int | None = None,
+) -> None:
     """Become ctr-monitor: the same pid, so PID 1 stays our child, and the same loop as `run`.
 
     Once PID 1 has exited, ctr-monitor execs `finisher` with `--exit-code N` appended.

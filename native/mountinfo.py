@@ -36,17 +36,19 @@ def parse(text: str) -> list[MountEntry]:
         if not sep or len(fields) < 6:
             continue  # not a mountinfo line
         fstype, source, super_opts = (right.split(" ") + ["", ""])[:3]
-        entries.append(MountEntry(
-            mount_id=int(fields[0]),
-            parent_id=int(fields[1]),
-            device=fields[2],
-            root=unescape(fields[3]),
-            mount_point=unescape(fields[4]),
-            mount_options=tuple(fields[5].split(",")),
-            fstype=fstype,
-            source=unescape(source),
-            super_options=tuple(unescape(o) for o in super_opts.split(",")) if super_opts else (),
-        ))
+        entries.append(
+            MountEntry(
+                mount_id=int(fields[0]),
+                parent_id=int(fields[1]),
+                device=fields[2],
+                root=unescape(fields[3]),
+                mount_point=unescape(fields[4]),
+                mount_options=tuple(fields[5].split(",")),
+                fstype=fstype,
+                source=unescape(source),
+                super_options=tuple(unescape(o) for o in super_opts.split(",")) if super_opts else (),
+            )
+        )
     return entries
 
 

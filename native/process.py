@@ -28,8 +28,13 @@ from ctr.native.users import resolve_user
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Entered last: mnt changes what later paths mean; pid only affects children (the parent handles it).
-ENTER_ORDER = (("cgroup", sc.CLONE_NEWCGROUP), ("ipc", sc.CLONE_NEWIPC), ("uts", sc.CLONE_NEWUTS),
-               ("net", sc.CLONE_NEWNET), ("mnt", sc.CLONE_NEWNS))
+ENTER_ORDER = (
+    ("cgroup", sc.CLONE_NEWCGROUP),
+    ("ipc", sc.CLONE_NEWIPC),
+    ("uts", sc.CLONE_NEWUTS),
+    ("net", sc.CLONE_NEWNET),
+    ("mnt", sc.CLONE_NEWNS),
+)
 
 
 @dataclass(frozen=True)

@@ -45,19 +45,38 @@ SCMP_ACT_ALLOW = 0x7FFF0000
 SCMP_FLTATR_CTL_NNP = 3
 __NR_SCMP_ERROR = -1
 
-OPERATORS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
-             "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
-ACTIONS = ("SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP",
-           "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW", "SCMP_ACT_LOG")
+OPERATORS = {
+    "SCMP_CMP_NE": 1,
+    "SCMP_CMP_LT": 2,
+    "SCMP_CMP_LE": 3,
+    "SCMP_CMP_EQ": 4,
+    "SCMP_CMP_GE": 5,
+    "SCMP_CMP_GT": 6,
+    "SCMP_CMP_MASKED_EQ": 7,
+}
+ACTIONS = (
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_TRAP",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_LOG",
+)
 EPERM = 1
 
 # Architecture tokens (audit arch values, as libseccomp's SCMP_ARCH_*) and the Go names
 # that a profile's includes.arches use (runtime.GOARCH, as moby matches them).
 ARCHES = {
-    "SCMP_ARCH_X86": (0x40000003, "386"), "SCMP_ARCH_X86_64": (0xC000003E, "amd64"),
-    "SCMP_ARCH_X32": (0x4000003E, "x32"), "SCMP_ARCH_ARM": (0x40000028, "arm"),
-    "SCMP_ARCH_AARCH64": (0xC00000B7, "arm64"), "SCMP_ARCH_PPC64LE": (0xC0000015, "ppc64le"),
-    "SCMP_ARCH_S390X": (0x80000016, "s390x"), "SCMP_ARCH_S390": (0x00000016, "s390"),
+    "SCMP_ARCH_X86": (0x40000003, "386"),
+    "SCMP_ARCH_X86_64": (0xC000003E, "amd64"),
+    "SCMP_ARCH_X32": (0x4000003E, "x32"),
+    "SCMP_ARCH_ARM": (0x40000028, "arm"),
+    "SCMP_ARCH_AARCH64": (0xC00000B7, "arm64"),
+    "SCMP_ARCH_PPC64LE": (0xC0000015, "ppc64le"),
+    "SCMP_ARCH_S390X": (0x80000016, "s390x"),
+    "SCMP_ARCH_S390": (0x00000016, "s390"),
     "SCMP_ARCH_RISCV64": (0xC00000F3, "riscv64"),
 }
 # moby also calls 386 "x86" in its profile's arches lists.
@@ -65,7 +84,12 @@ GO_ALIASES = {"386": ("386", "x86")}
 
 
 class _ArgCmp(ctypes.Structure):
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
+    _fields_ = [
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    ]
 
 
 @functools.lru_cache(maxsize=1)
@@ -81,7 +105,13 @@ def _lib():
     lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
     lib.seccomp_arch_native.restype = ctypes.c_uint32
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
+    lib.seccomp_rule_add_array.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.POINTER(_ArgCmp),
+    ]
     lib.seccomp_load.argtypes = [ctypes.c_void_p]
     lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     return lib
@@ -165,7 +195,13 @@ class Filter:
             name = ctypes.string_at(ptr).decode()
             libc.free(ptr)
             default_allows = self.default_action == SCMP_ACT_ALLOW
-            out[name] = "allowed" if name in allowed or (default_allows and name not in partly) else "by argument" if name in partly else "refused"
+            out[name] = (
+                "allowed"
+                if name in allowed or (default_allows and name not in partly)
+                else "by argument"
+                if name in partly
+                else "refused"
+            )
         return out
 
     def refused(self) -> list[str]:
@@ -223,7 +259,9 @@ class Profile:
             action = _action(s["action"], s.get("errnoRet"))
             if action == default:
                 continue  # libseccomp refuses a rule that repeats the default; runc skips it too
-            args = tuple((a["index"], OPERATORS[a["op"]], a.get("value", 0), a.get("valueTwo", 0)) for a in s.get("args") or ())
+            args = tuple(
+                (a["index"], OPERATORS[a["op"]], a.get("value", 0), a.get("valueTwo", 0)) for a in s.get("args") or ()
+            )
             rules.append(Rule(tuple(s["names"]), action, args))
         return Filter(default, tuple(sub_arches), tuple(rules))
 
@@ -289,7 +327,9 @@ def parse(text: str, source: str) -> Profile:
             raise InvalidSpec(f"{where}: errnoRet of {names[0]} must be an integer")
         for a in s.get("args") or ():
             if not isinstance(a, dict) or a.get("op") not in OPERATORS:
-                raise InvalidSpec(f"{where}: unknown operator {a.get('op') if isinstance(a, dict) else a!r} for {names[0]}")
+                raise InvalidSpec(
+                    f"{where}: unknown operator {a.get('op') if isinstance(a, dict) else a!r} for {names[0]}"
+                )
             if not isinstance(a.get("index"), int) or not 0 <= a["index"] < 6:
                 raise InvalidSpec(f"{where}: argument index of {names[0]} must be 0 to 5")
             for k in ("value", "valueTwo"):
@@ -300,7 +340,9 @@ def parse(text: str, source: str) -> Profile:
             try:
                 _kernel_version(inc["minKernel"])
             except ValueError:
-                raise InvalidSpec(f"{where}: minKernel {inc['minKernel']!r} of {names[0]} is not a kernel version") from None
+                raise InvalidSpec(
+                    f"{where}: minKernel {inc['minKernel']!r} of {names[0]} is not a kernel version"
+                ) from None
         for n in names:
             if resolve_syscall(n) == __NR_SCMP_ERROR:
                 raise InvalidSpec(f"{where}: unknown syscall {n!r}")
@@ -339,8 +381,9 @@ def compiled(text: str, source: str, caps: Iterable[str], cache_dir: Path | None
     import hashlib
 
     caps = sorted(set(caps))
-    key = hashlib.sha256("\0".join([text, ",".join(caps), os.uname().release, os.uname().machine,
-                                     _libseccomp_version()]).encode()).hexdigest()
+    key = hashlib.sha256(
+        "\0".join([text, ",".join(caps), os.uname().release, os.uname().machine, _libseccomp_version()]).encode()
+    ).hexdigest()
     cached = cache_dir / f"{key}.bpf" if cache_dir is not None else None
     if cached is not None:
         try:

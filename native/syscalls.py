@@ -95,7 +95,11 @@ def datagram_socket() -> int:
 
 
 def mount(source: str | None, target: str, fstype: str | None = None, flags: int = 0, data: str | None = None) -> None:
-    _check(libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)), f"mount {fstype or 'bind'} {source or ''}".rstrip(), target)
+    _check(
+        libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)),
+        f"mount {fstype or 'bind'} {source or ''}".rstrip(),
+        target,
+    )
 
 
 def umount(target: str, flags: int = 0) -> None:
@@ -137,8 +141,12 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     header = struct.pack("Ii", _LINUX_CAPABILITY_VERSION_3, 0)
     data = struct.pack(
         "IIIIII",
-        effective & 0xFFFFFFFF, permitted & 0xFFFFFFFF, inheritable & 0xFFFFFFFF,
-        effective >> 32, permitted >> 32, inheritable >> 32,
+        effective & 0xFFFFFFFF,
+        permitted & 0xFFFFFFFF,
+        inheritable & 0xFFFFFFFF,
+        effective >> 32,
+        permitted >> 32,
+        inheritable >> 32,
     )
     _check(libc.syscall(_SYS_capset, header, data), "capset")
 

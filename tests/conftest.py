@@ -54,7 +54,9 @@ def _ctr_traces(ctr_root: Path) -> set[str]:
     mounts = Path("/proc/self/mountinfo").read_text().splitlines()
     traces |= {f"mount: {line}" for line in mounts if str(ctr_root) in line}
     try:
-        out = subprocess.run(["docker", "ps", "-aq", "--filter", "label=ctr.name"], capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", "label=ctr.name"], capture_output=True, text=True, timeout=30
+        )
         traces |= {f"docker container: {c}" for c in out.stdout.split()}
     except (OSError, subprocess.TimeoutExpired):
         pass

@@ -125,7 +125,9 @@ class DockerBackend(Backend):
         tagged = engine_call(f"cannot inspect image {engine_ref}", api.inspect_image, engine_ref, if_missing=None)
         if tagged and tagged["Id"] == image.config_digest:
             return image, engine_ref
-        if not engine_call(f"cannot inspect image {image.config_digest}", api.inspect_image, image.config_digest, if_missing=None):
+        if not engine_call(
+            f"cannot inspect image {image.config_digest}", api.inspect_image, image.config_digest, if_missing=None
+        ):
             self._load(image, engine_ref)
         engine_call(f"cannot tag image {image.config_digest} as {engine_ref}", api.tag, image.config_digest, repo, tag)
         return image, engine_ref
@@ -155,8 +157,15 @@ class DockerBackend(Backend):
 
     # --- creating -----------------------------------------------------------------------
 
-    def create_config(self, spec: ContainerSpec, process: Process, engine_ref: str, name: str,
-                      foreground: bool = True, security: dict | None = None) -> dict[str, Any]:
+    def create_config(
+        self,
+        spec: ContainerSpec,
+        process: Process,
+        engine_ref: str,
+        name: str,
+        foreground: bool = True,
+        security: dict | None = None,
+    ) -> dict[str, Any]:
         """The body of POST /containers/create (create_body), labelled as ctr's container `name`."""
         # ctr.root tells this ctr's containers from another state root's of the same name.
         labels = {"ctr.name": name, "ctr.backend": self.name, "ctr.root": str(self.paths.data)}
@@ -276,8 +285,9 @@ class DockerBackend(Backend):
         cid = record.extra.get("docker_id")
         if not cid:
             return None
-        return engine_call(f"cannot inspect container {record.name}", self.client.api.inspect_container, cid,
-                          if_missing=None)
+        return engine_call(
+            f"cannot inspect container {record.name}", self.client.api.inspect_container, cid, if_missing=None
+        )
 
     def _state(self, name: str) -> tuple[Record, dict | None]:
         """The record with its status read live from the engine, and the engine's inspect."""
@@ -339,8 +349,10 @@ class DockerBackend(Backend):
     def _engine_id(self, record: Record, info: dict | None, doing: str) -> str:
         if info is None:
             if record.extra.get("docker_id"):
-                raise NotFound(f"cannot {doing} container {record.name}: its docker container "
-                               f"{record.extra['docker_id'][:12]} is gone: remove it with ctr rm")
+                raise NotFound(
+                    f"cannot {doing} container {record.name}: its docker container "
+                    f"{record.extra['docker_id'][:12]} is gone: remove it with ctr rm"
+                )
             raise Conflict(f"cannot {doing} container {record.name}: it is still being created")
         return info["Id"]
 
@@ -357,8 +369,13 @@ class DockerBackend(Backend):
         cid = record.extra["docker_id"]
         _, grace = stop_plan(record.spec, timeout)
         # Always an explicit t: the SDK's HTTP timeout grows by it (the engine's -1 waits for ever).
-        engine_call(f"cannot stop container {name}", self.client.api.stop, cid,
-                   timeout=-1 if grace is None else max(0, math.ceil(grace)), if_missing=None)
+        engine_call(
+            f"cannot stop container {name}",
+            self.client.api.stop,
+            cid,
+            timeout=-1 if grace is None else max(0, math.ceil(grace)),
+            if_missing=None,
+        )
         if record.spec.get("auto_remove"):
             self._wait_removed(record)
 
@@ -394,8 +411,14 @@ class DockerBackend(Backend):
         # With --rm, the exit and the engine's removal race: wait for the removal, which
         # reports the exit code as well, and then forget the record.
         condition = "removed" if record.spec.get("auto_remove") else "not-running"
-        result = engine_call(f"cannot wait for container {name}", self.client.api.wait, cid, timeout=None,
-                            condition=condition, if_missing=None)
+        result = engine_call(
+            f"cannot wait for container {name}",
+            self.client.api.wait,
+            cid,
+            timeout=None,
+            condition=condition,
+            if_missing=None,
+        )
         if record.spec.get("auto_remove"):
             self._forget(record)
         if result is None:
@@ -416,8 +439,9 @@ class DockerBackend(Backend):
         right after `wait` tells how the container died."""
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:
-            state = (engine_call("cannot inspect container", self.client.api.inspect_container, cid,
-                                if_missing=None) or {}).get("State") or {}
+            state = (
+                engine_call("cannot inspect container", self.client.api.inspect_container, cid, if_missing=None) or {}
+            ).get("State") or {}
             if state.get("OOMKilled"):
                 return
             time.sleep(0.05)
@@ -465,9 +489,12 @@ class DockerBackend(Backend):
             return {"raw": {}, "rootfs": {}, "cgroup": ""}
         graph = info.get("GraphDriver") or {}
         data = graph.get("Data") or {}
-        rootfs = {"type": graph.get("Name", ""), "upper": data.get("UpperDir", ""),
-                  "lower": [p for p in (data.get("LowerDir") or "").split(":") if p],
-                  "merged": data.get("MergedDir", "")}
+        rootfs = {
+            "type": graph.get("Name", ""),
+            "upper": data.get("UpperDir", ""),
+            "lower": [p for p in (data.get("LowerDir") or "").split(":") if p],
+            "merged": data.get("MergedDir", ""),
+        }
         cgroup = ""
         if record.status in ACTIVE and record.pid:
             try:

@@ -14,8 +14,15 @@ if TYPE_CHECKING:
     import docker
 
 
-def create_body(api: docker.APIClient, spec: ContainerSpec, process: Process, engine_ref: str,
-                ctr_labels: dict[str, str], foreground: bool = True, security: dict | None = None) -> dict[str, Any]:
+def create_body(
+    api: docker.APIClient,
+    spec: ContainerSpec,
+    process: Process,
+    engine_ref: str,
+    ctr_labels: dict[str, str],
+    foreground: bool = True,
+    security: dict | None = None,
+) -> dict[str, Any]:
     """The body of POST /containers/create: ctr's process in full, every spec field mapped.
 
     A foreground container's output goes to ctr's fds through the attach stream; a

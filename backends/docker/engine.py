@@ -84,8 +84,11 @@ def connect(timeout: float | None) -> tuple[docker.DockerClient, dict]:
 def versions(version: dict) -> dict[str, str]:
     import docker
 
-    return {"engine": str(version.get("Version", "")), "api": str(version.get("ApiVersion", "")),
-            "sdk": docker.__version__}
+    return {
+        "engine": str(version.get("Version", "")),
+        "api": str(version.get("ApiVersion", "")),
+        "sdk": docker.__version__,
+    }
 
 
 def engine_exceptions() -> tuple[type[BaseException], ...]:
@@ -148,16 +151,19 @@ def start_error(exc: BaseException, name: str, privileged: bool = False) -> CtrE
         # Docker's --privileged asks runc for every capability the kernel knows; where the
         # engine's bounding set lacks one (a sandboxed host), runc's capset fails. Nothing
         # ctr can send changes that: the engine ignores --cap-drop for a privileged container.
-        return Unsupported("docker", "--privileged", "the engine cannot grant every capability here "
-                           "(runc: unable to apply caps: operation not permitted); the native and lxc "
-                           "backends grant every capability ctr holds")
+        return Unsupported(
+            "docker",
+            "--privileged",
+            "the engine cannot grant every capability here "
+            "(runc: unable to apply caps: operation not permitted); the native and lxc "
+            "backends grant every capability ctr holds",
+        )
     error = exec_failure(explanation(exc))
     if error is None:
         return engine_error(exc, f"cannot start container {name}")
     if type(error) is CtrError:
         return CtrError(f"cannot start container {name}: {error}")
     return error
-
 
 
 _RAISE = object()
@@ -182,8 +188,9 @@ def engine_iter(doing: str, it: Iterator[Any]) -> Iterator[Any]:
         raise engine_error(exc, doing) from exc
 
 
-def open_stream(api: docker.APIClient, method: str, path: str, container_id: str, params: dict,
-                timeout: float | None) -> requests.Response:
+def open_stream(
+    api: docker.APIClient, method: str, path: str, container_id: str, params: dict, timeout: float | None
+) -> requests.Response:
     """`method` on the engine's `path` (a format with one {0}: the container's id), its body
     left unread, as the SDK's own requests are made: its URL, the config's HttpHeaders, its
     APIError for an HTTP error.

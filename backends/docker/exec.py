@@ -39,8 +39,14 @@ class Exec:
         process = record.extra.get("process") or {}
         doing = f"cannot exec in container {record.name}"
         created = engine_call(
-            doing, self.api.exec_create, record.extra["docker_id"], list(spec.args),
-            stdout=True, stderr=True, stdin=spec.stdin, tty=spec.tty,
+            doing,
+            self.api.exec_create,
+            record.extra["docker_id"],
+            list(spec.args),
+            stdout=True,
+            stderr=True,
+            stdin=spec.stdin,
+            tty=spec.tty,
             environment=list(merge_env(process.get("env") or (), spec.env)),
             workdir=spec.workdir or process.get("cwd") or None,
             user=spec.user if spec.user is not None else process.get("user") or "",
@@ -55,8 +61,7 @@ class Exec:
             try:
                 if spec.tty:
                     self._resize()
-                engine_call(f"lost exec in container {record.name}",
-                                   Stdio(spec.tty, spec.stdin).relay, sock, out)
+                engine_call(f"lost exec in container {record.name}", Stdio(spec.tty, spec.stdin).relay, sock, out)
             finally:
                 sock.close()
             info = engine_call(doing, self._finished)

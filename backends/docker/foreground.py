@@ -40,8 +40,9 @@ class Foreground:
     The backend hands in how: `create()` makes both, `discard(record, engine_removed)`
     removes both (`engine_removed`: the engine said it removed its container already)."""
 
-    def __init__(self, api: docker.APIClient, spec: ContainerSpec, create: Callable[[], Record],
-                 discard: Callable[..., None]) -> None:
+    def __init__(
+        self, api: docker.APIClient, spec: ContainerSpec, create: Callable[[], Record], discard: Callable[..., None]
+    ) -> None:
         self.spec = spec
         self.api = api
         self.create = create

@@ -62,8 +62,10 @@ def retag_archive(src: BinaryIO, dst: BinaryIO, ref: str) -> None:
     Layers are copied by tarfile in blocks, never parsed.
     """
     src.seek(0)
-    with tarfile.open(fileobj=src, mode="r:") as tin, \
-            tarfile.open(fileobj=dst, mode="w:", format=tarfile.PAX_FORMAT) as tout:
+    with (
+        tarfile.open(fileobj=src, mode="r:") as tin,
+        tarfile.open(fileobj=dst, mode="w:", format=tarfile.PAX_FORMAT) as tout,
+    ):
         for member in tin:
             name = os.path.normpath(member.name)
             if name == "repositories":
@@ -91,6 +93,6 @@ class _BytesReader:
 
     def read(self, size: int = -1) -> bytes:
         end = len(self._data) if size < 0 else self._pos + size
-        chunk = self._data[self._pos:end]
+        chunk = self._data[self._pos : end]
         self._pos += len(chunk)
         return chunk

@@ -30,8 +30,9 @@ def read_logs(api: docker.APIClient, name: str, info: dict, follow: bool, tail: 
     wanted = "all" if tail is None else max(tail, 0) + (0 if follow or tty else TAIL_SLACK)
     params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": int(follow), "tail": wanted}
     doing = f"cannot read the logs of container {name}"
-    response = engine_call(doing, open_stream, api, "GET", "/containers/{0}/logs", info["Id"], params,
-                           None if follow else api.timeout)
+    response = engine_call(
+        doing, open_stream, api, "GET", "/containers/{0}/logs", info["Id"], params, None if follow else api.timeout
+    )
     try:
         chunks = response.iter_content(chunk_size=None)  # each chunk as the engine sends it
         if tty:  # one stream: nothing to order
@@ -57,8 +58,8 @@ def _log_frames(chunks: Iterator[bytes]) -> Iterator[LogEntry]:
             if len(buf) < 8 + length:
                 break
             stream = "stderr" if buf[0] == 2 else "stdout"
-            yield _log_entry(stream, bytes(buf[8:8 + length]))
-            del buf[:8 + length]
+            yield _log_entry(stream, bytes(buf[8 : 8 + length]))
+            del buf[: 8 + length]
 
 
 def _log_lines(chunks: Iterator[bytes]) -> Iterator[LogEntry]:

@@ -149,7 +149,7 @@ class Output:
         view = memoryview(data)
         try:
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
         except BrokenPipeError:
             self.dead.add(fd)
 
@@ -206,7 +206,7 @@ def _copy_multiplexed(sock: socket.socket, out: Output) -> None:
         while pos < end:
             if remaining == 0:
                 take = min(8 - len(header), end - pos)
-                header += view[pos:pos + take]
+                header += view[pos : pos + take]
                 pos += take
                 if len(header) < 8:
                     break
@@ -214,7 +214,7 @@ def _copy_multiplexed(sock: socket.socket, out: Output) -> None:
                 remaining = int.from_bytes(header[4:8], "big")
                 header.clear()
                 continue
-            chunk = view[pos:pos + remaining]
+            chunk = view[pos : pos + remaining]
             out.write(fd, chunk)
             pos += len(chunk)
             remaining -= len(chunk)

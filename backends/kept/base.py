@@ -82,8 +82,9 @@ class KeptBackend(Backend):
         let its keeper finish (PID 1 may have just ended by itself, too)."""
         if record.status in ("running", "paused"):
             if not force:
-                raise Conflict(f"cannot remove container {record.name}: it is {record.status}: "
-                               "stop it first or use --force")
+                raise Conflict(
+                    f"cannot remove container {record.name}: it is {record.status}: stop it first or use --force"
+                )
             self._signal_and_wait(record, signal.SIGKILL, MONITOR_EXIT_TIMEOUT)
         self._wait_keeper(record.name, MONITOR_EXIT_TIMEOUT)
 

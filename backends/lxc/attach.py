@@ -57,8 +57,9 @@ def attach(container, name: str, identity, log_file: Path) -> tuple[int, int | N
     try:
         # No DROP_CAPABILITIES, no uid from liblxc: become drops the bounding set and
         # switches user itself, after resolving -u in the container's /etc.
-        pid = container.attach(payload, None, attach_flags=lxc.LXC_ATTACH_MOVE_TO_CGROUP, uid=0, gid=0,
-                               env_policy=lxc.LXC_ATTACH_CLEAR_ENV)
+        pid = container.attach(
+            payload, None, attach_flags=lxc.LXC_ATTACH_MOVE_TO_CGROUP, uid=0, gid=0, env_policy=lxc.LXC_ATTACH_CLEAR_ENV
+        )
     except BaseException:
         for fd in (err_r, err_w):
             os.close(fd)
@@ -73,7 +74,10 @@ def attach(container, name: str, identity, log_file: Path) -> tuple[int, int | N
     try:
         if pid < 0:
             reasons = log_errors(str(log_file))
-            raise CtrError(f"cannot exec in container {name}: liblxc could not attach to it" + (f": {reasons[-1]}" if reasons else ""))
+            raise CtrError(
+                f"cannot exec in container {name}: liblxc could not attach to it"
+                + (f": {reasons[-1]}" if reasons else "")
+            )
         try:
             master = native_process.receive_fd(tty_parent) if tty_parent is not None else None
             native_process.check_exec(err_r)

@@ -71,10 +71,13 @@ from ctr.state.records import Record, RecordStore, process_start_time
 INSTALL_HINT = "the python lxc bindings are missing: apt-get install lxc lxc-dev && pip install 'ctr[lxc]'"
 LXC_LOCK_DIR = Path("/run/lxc/lock")  # liblxc's per-container lock files (lxclock.c), for root
 
+
 class LxcBackend(KeptBackend):
     name = "lxc"
-    UNSUPPORTED_FLAGS = {"--network bridge": "there is no bridge for containers on this host; use --network none or host",
-                         "--add-host NAME:host-gateway": "there is no bridge for containers on this host, so there is no host gateway: give the host's address"}
+    UNSUPPORTED_FLAGS = {
+        "--network bridge": "there is no bridge for containers on this host; use --network none or host",
+        "--add-host NAME:host-gateway": "there is no bridge for containers on this host, so there is no host gateway: give the host's address",
+    }
 
     @classmethod
     def probe(cls) -> BackendInfo:
@@ -170,8 +173,13 @@ class LxcBackend(KeptBackend):
         process = resolve_process(spec.with_changes(hostname=hostname), image.config)
         record.image, record.image_digest = image.name, image.digest
         record.cgroup = cgroup_names(record.id)[0]
-        record.extra = {"lxcpath": str(self.lxcpath), "hostname": hostname, "layers": layers, "process": asdict(process),
-                        "seccomp": security}
+        record.extra = {
+            "lxcpath": str(self.lxcpath),
+            "hostname": hostname,
+            "layers": layers,
+            "process": asdict(process),
+            "seccomp": security,
+        }
         upper, work, rootfs = cdir / "upper", cdir / "work", rundir / "rootfs"
         for p in [*layers, str(upper)]:
             if re.search(r"[:,]", p):
@@ -191,9 +199,19 @@ class LxcBackend(KeptBackend):
         lxcdir = self.lxcpath / name
         seccomp_file, devices_script = write_files(lxcdir, spec, security)
         config = lxc_config(
-            spec, record.id, hostname, layers, str(upper), str(rootfs), str(lxcdir / "lxc.log"),
-            env, process.cwd, user, oom_file=str(rundir / OOM_FILE),
-            seccomp_file=seccomp_file, devices_script=devices_script,
+            spec,
+            record.id,
+            hostname,
+            layers,
+            str(upper),
+            str(rootfs),
+            str(lxcdir / "lxc.log"),
+            env,
+            process.cwd,
+            user,
+            oom_file=str(rundir / OOM_FILE),
+            seccomp_file=seccomp_file,
+            devices_script=devices_script,
         )
         save_config(name, self.lxcpath, config)
         record.extra["config"] = [list(item) for item in config]
@@ -215,8 +233,12 @@ class LxcBackend(KeptBackend):
         remove = spec.auto_remove
         try:
             (rundir / "rootfs").mkdir(parents=True, exist_ok=True)
-            status = run_foreground(spec, record.id, functools.partial(self._liblxc_monitor, spec, record, rundir),
-                                    functools.partial(self._started, record))
+            status = run_foreground(
+                spec,
+                record.id,
+                functools.partial(self._liblxc_monitor, spec, record, rundir),
+                functools.partial(self._started, record),
+            )
             code = read_outcome(record.name, rundir, status)
             record.exit_code, record.oom_killed = code, read_oom(rundir)
             record.status, record.finished, record.pid = "exited", time.time(), None
@@ -227,12 +249,30 @@ class LxcBackend(KeptBackend):
         finally:
             self._end(record, remove)
 
-    def _liblxc_monitor(self, spec: ContainerSpec, record: Record, rundir: Path, parent: int, master: int | None,
-                        slave: int | None, death_signal: int = signal.SIGTERM) -> None:
+    def _liblxc_monitor(
+        self,
+        spec: ContainerSpec,
+        record: Record,
+        rundir: Path,
+        parent: int,
+        master: int | None,
+        slave: int | None,
+        death_signal: int = signal.SIGTERM,
+    ) -> None:
         """The liblxc monitor process (monitor.liblxc_monitor), under `parent`; never returns."""
-        liblxc_monitor(parent, record.name, self.lxcpath, self._config(record), tuple(record.extra["process"]["args"]),
-                       rundir, spec.stdin, master, slave, death_signal,
-                       orphaned=lambda result: self._end_orphaned(record, rundir, spec.auto_remove, result))
+        liblxc_monitor(
+            parent,
+            record.name,
+            self.lxcpath,
+            self._config(record),
+            tuple(record.extra["process"]["args"]),
+            rundir,
+            spec.stdin,
+            master,
+            slave,
+            death_signal,
+            orphaned=lambda result: self._end_orphaned(record, rundir, spec.auto_remove, result),
+        )
 
     def _end_orphaned(self, record: Record, rundir: Path, auto_remove: bool, result: dict) -> None:
         """The liblxc monitor's report when its parent is gone: nobody else will clean up."""
@@ -320,8 +360,12 @@ class LxcBackend(KeptBackend):
         record.status, record.pid, record.started = "running", init, time.time()
         record.pid_start = process_start_time(init) if init else None
         record.exit_code, record.finished, record.oom_killed = None, None, False
-        record.extra.update(monitor_pid=monitor, monitor_start=process_start_time(monitor),
-                            lxc_monitor_pid=lxc_monitor, lxc_monitor_start=process_start_time(lxc_monitor))
+        record.extra.update(
+            monitor_pid=monitor,
+            monitor_start=process_start_time(monitor),
+            lxc_monitor_pid=lxc_monitor,
+            lxc_monitor_start=process_start_time(lxc_monitor),
+        )
         self.records.save(record)
 
     def _abort_start(self, record: Record, lxc_pid: int | None) -> None:
@@ -344,7 +388,13 @@ class LxcBackend(KeptBackend):
             except NotFound:
                 return  # removed meanwhile (rm -f): it took everything with it
             self._teardown(record)
-            record.status, record.exit_code, record.finished, record.oom_killed, record.pid = "exited", code, time.time(), oom, None
+            record.status, record.exit_code, record.finished, record.oom_killed, record.pid = (
+                "exited",
+                code,
+                time.time(),
+                oom,
+                None,
+            )
             if record.spec.get("auto_remove"):
                 self._destroy(record)
             else:
@@ -457,14 +507,18 @@ class LxcBackend(KeptBackend):
         record = self._running(name, "pause")
         c = self._lxc(name)
         if not c.freeze():
-            raise CtrError(f"cannot pause container {name}: liblxc could not freeze it" + log_reason(record, self.lxcpath))
+            raise CtrError(
+                f"cannot pause container {name}: liblxc could not freeze it" + log_reason(record, self.lxcpath)
+            )
 
     def unpause(self, name: str) -> None:
         record = self.get(name)
         if record.status != "paused":
             raise Conflict(f"cannot unpause container {name}: it is not paused")
         if not self._lxc(name).unfreeze():
-            raise CtrError(f"cannot unpause container {name}: liblxc could not thaw it" + log_reason(record, self.lxcpath))
+            raise CtrError(
+                f"cannot unpause container {name}: liblxc could not thaw it" + log_reason(record, self.lxcpath)
+            )
 
     def stats(self, name: str) -> dict:
         record = self.get(name)
@@ -486,8 +540,11 @@ class LxcBackend(KeptBackend):
                 "init_pid": c.init_pid if running else None,
                 "record": asdict(record),
             },
-            "rootfs": {"type": "overlay", "lower": record.extra.get("layers", []),
-                       "upper": str(self.records.dir(name) / "upper")},
+            "rootfs": {
+                "type": "overlay",
+                "lower": record.extra.get("layers", []),
+                "upper": str(self.records.dir(name) / "upper"),
+            },
             "cgroup": record.cgroup if running else "",
         }
 
@@ -541,7 +598,9 @@ class LxcBackend(KeptBackend):
         super().rename(old, new)
         records = self.records
         lxcpath = self.lxcpath
-        moves = [(f"{d(old)}/", f"{d(new)}/") for d in (records.dir, lambda n: lxcpath / n, lambda n: self.paths.runtime / n)]
+        moves = [
+            (f"{d(old)}/", f"{d(new)}/") for d in (records.dir, lambda n: lxcpath / n, lambda n: self.paths.runtime / n)
+        ]
 
         def moved(value: str) -> str:
             for a, b in moves:

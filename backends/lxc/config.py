@@ -17,9 +17,21 @@ from ctr.spec import ContainerSpec
 CPU_PERIOD = 100_000  # microseconds, Docker's default CFS period
 
 
-def lxc_config(spec: ContainerSpec, cid: str, hostname: str, layers: list[str], upper: str, rootfs_mount: str,
-               log_file: str, env: list[str], cwd: str, user: dict, oom_file: str | None = None,
-               seccomp_file: str | None = None, devices_script: str | None = None) -> list[tuple[str, str]]:
+def lxc_config(
+    spec: ContainerSpec,
+    cid: str,
+    hostname: str,
+    layers: list[str],
+    upper: str,
+    rootfs_mount: str,
+    log_file: str,
+    env: list[str],
+    cwd: str,
+    user: dict,
+    oom_file: str | None = None,
+    seccomp_file: str | None = None,
+    devices_script: str | None = None,
+) -> list[tuple[str, str]]:
     """The liblxc config items for a spec, in the order they are set; layers bottom first.
     `user` is what prepare_rootfs found: ids, home, resolved mount targets. With `oom_file`,
     a stop hook copies the memory cgroup's OOM counters there before liblxc removes it.
@@ -42,8 +54,9 @@ def lxc_config(spec: ContainerSpec, cid: str, hostname: str, layers: list[str], 
     return items
 
 
-def _root_items(spec: ContainerSpec, hostname: str, layers: list[str], upper: str, rootfs_mount: str,
-                log_file: str) -> list[tuple[str, str]]:
+def _root_items(
+    spec: ContainerSpec, hostname: str, layers: list[str], upper: str, rootfs_mount: str, log_file: str
+) -> list[tuple[str, str]]:
     """The log, the hostname, the overlay root, /proc, /sys, the cgroups and /dev."""
     items: list[tuple[str, str]] = [
         ("lxc.log.level", "ERROR"),
@@ -58,7 +71,10 @@ def _root_items(spec: ContainerSpec, hostname: str, layers: list[str], upper: st
     items += [
         # :force mounts the container's cgroups even when it keeps CAP_SYS_ADMIN.
         # --privileged: /proc, /sys and the cgroups writable, as Docker leaves them then.
-        ("lxc.mount.auto", "proc:rw sys:rw cgroup:rw:force" if spec.privileged else "proc:mixed sys:ro cgroup:ro:force"),
+        (
+            "lxc.mount.auto",
+            "proc:rw sys:rw cgroup:rw:force" if spec.privileged else "proc:mixed sys:ro cgroup:ro:force",
+        ),
         ("lxc.autodev", "1"),
         ("lxc.pty.max", "1024"),  # a devpts of its own, as Docker's /dev/pts
         ("lxc.tty.max", "0"),
@@ -68,8 +84,9 @@ def _root_items(spec: ContainerSpec, hostname: str, layers: list[str], upper: st
     return items
 
 
-def _hook_items(spec: ContainerSpec, payload: str, oom_file: str | None,
-                devices_script: str | None) -> list[tuple[str, str]]:
+def _hook_items(
+    spec: ContainerSpec, payload: str, oom_file: str | None, devices_script: str | None
+) -> list[tuple[str, str]]:
     """What no config item can do, as hook commands run by liblxc."""
     # Hooks are shell commands; version 1: no arguments appended, the LXC_* variables in the environment.
     hooks: list[tuple[str, str]] = []
@@ -80,7 +97,12 @@ def _hook_items(spec: ContainerSpec, payload: str, oom_file: str | None,
         # config item can do it: every lxc.mount.auto cgroup mode mounts that tmpfs writable
         # (liblxc 5.0), lxc.mount.entry lines are applied before it, and a "remount" entry
         # first mounts a new filesystem over the target.
-        hooks.append(("lxc.hook.mount", f'{shlex.quote(mount)} -o remount,ro,nosuid,nodev,noexec "$LXC_ROOTFS_MOUNT/sys/fs/cgroup"'))
+        hooks.append(
+            (
+                "lxc.hook.mount",
+                f'{shlex.quote(mount)} -o remount,ro,nosuid,nodev,noexec "$LXC_ROOTFS_MOUNT/sys/fs/cgroup"',
+            )
+        )
         # Docker's read-only /proc paths: proc:mixed makes /proc/sys and /proc/sysrq-trigger
         # read-only, but not these; no mount entry can name the container's own /proc as a
         # source, and this hook runs after liblxc's proc mount.
@@ -88,7 +110,9 @@ def _hook_items(spec: ContainerSpec, payload: str, oom_file: str | None,
             if Path(path).exists():  # as the masked paths: what this kernel's /proc has
                 target = f'"$LXC_ROOTFS_MOUNT{path}"'
                 hooks.append(("lxc.hook.mount", f"{shlex.quote(mount)} --bind {target} {target}"))
-                hooks.append(("lxc.hook.mount", f"{shlex.quote(mount)} -o remount,bind,ro,nosuid,nodev,noexec {target}"))
+                hooks.append(
+                    ("lxc.hook.mount", f"{shlex.quote(mount)} -o remount,bind,ro,nosuid,nodev,noexec {target}")
+                )
     if devices_script:
         # Docker's privileged /dev: the host's device nodes beside liblxc's own. The autodev
         # hook runs in the container's mount namespace once liblxc has populated its /dev.
@@ -101,7 +125,12 @@ def _hook_items(spec: ContainerSpec, payload: str, oom_file: str | None,
         # cgroups: the one moment the OOM kill count of a finished container can be read.
         # Always, not only with --memory: the kernel counts a host-wide OOM kill in the
         # container's memory cgroup too, and the native backend reports that as well.
-        hooks.append(("lxc.hook.stop", f"{shlex.quote(cat)} {shlex.quote(str(events))} > {shlex.quote(oom_file)} 2>/dev/null || true"))
+        hooks.append(
+            (
+                "lxc.hook.stop",
+                f"{shlex.quote(cat)} {shlex.quote(str(events))} > {shlex.quote(oom_file)} 2>/dev/null || true",
+            )
+        )
     return [("lxc.hook.version", "1"), *hooks] if hooks else []
 
 
@@ -184,8 +213,10 @@ def lxc_devices_script(devices) -> str:
         path = shlex.quote(d.path)
         if "/" in d.path:
             lines.append(f'mkdir -p "$dev"/{shlex.quote(d.path.rsplit("/", 1)[0])}')
-        lines.append(f'[ -e "$dev"/{path} ] || {{ mknod -m {d.mode:o} "$dev"/{path} {d.type} {d.major} {d.minor}'
-                     f' && chown {d.uid}:{d.gid} "$dev"/{path}; }} || exit 1')
+        lines.append(
+            f'[ -e "$dev"/{path} ] || {{ mknod -m {d.mode:o} "$dev"/{path} {d.type} {d.major} {d.minor}'
+            f' && chown {d.uid}:{d.gid} "$dev"/{path}; }} || exit 1'
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -218,7 +249,11 @@ def lxc_seccomp(spec: ContainerSpec, security: dict) -> str:
             return "kill"
         if a == seccomp.SCMP_ACT_TRAP:
             return "trap"
-        raise Unsupported("lxc", "--security-opt seccomp=" + security["profile"], "liblxc's profiles know no SCMP_ACT_LOG or SCMP_ACT_TRACE")
+        raise Unsupported(
+            "lxc",
+            "--security-opt seccomp=" + security["profile"],
+            "liblxc's profiles know no SCMP_ACT_LOG or SCMP_ACT_TRACE",
+        )
 
     def cond(index: int, op: int, value: int, value2: int) -> str:
         if ops[op] == "SCMP_CMP_MASKED_EQ":
@@ -231,7 +266,9 @@ def lxc_seccomp(spec: ContainerSpec, security: dict) -> str:
         groups = [rule.args] if len(set(indexes)) == len(indexes) else [(a,) for a in rule.args]
         for name in rule.names:
             for group in groups:
-                lines.append(f"{name} {action(rule.action)}" + (" " + "".join(cond(*a) for a in group) if group else ""))
+                lines.append(
+                    f"{name} {action(rule.action)}" + (" " + "".join(cond(*a) for a in group) if group else "")
+                )
     return "\n".join(lines) + "\n"
 
 

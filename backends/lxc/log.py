@@ -25,6 +25,6 @@ def log_errors(log_file: str) -> list[str]:
 
 
 def log_reason(record: Record, lxcpath: Path) -> str:
-    """": <liblxc's last error>" for a message, or "" when it logged none."""
+    """ ": <liblxc's last error>" for a message, or "" when it logged none."""
     reasons = log_errors(str(lxcpath / record.name / "lxc.log"))
     return f": {reasons[-1]}" if reasons else ""

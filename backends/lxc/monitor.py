@@ -37,9 +37,19 @@ from ctr.backends.lxc.start import RESULT_FILE, start_container, write_result
 MONITOR_COMM = "[lxc monitor]"  # the liblxc monitor's name, and PID 1's until it execs
 
 
-def liblxc_monitor(parent: int, name: str, lxcpath: Path, config: list[tuple[str, str]], args: tuple[str, ...],
-                   rundir: Path, stdin: bool, master: int | None, slave: int | None, death_signal: int,
-                   orphaned: Callable[[dict], None]) -> None:
+def liblxc_monitor(
+    parent: int,
+    name: str,
+    lxcpath: Path,
+    config: list[tuple[str, str]],
+    args: tuple[str, ...],
+    rundir: Path,
+    stdin: bool,
+    master: int | None,
+    slave: int | None,
+    death_signal: int,
+    orphaned: Callable[[dict], None],
+) -> None:
     """The liblxc monitor process; never returns. `death_signal` comes when `parent` dies:
     SIGTERM (liblxc passes it on to PID 1) under a foreground ctr, SIGKILL under ctr's
     own monitor, so that killing that one ends the container as on the native backend.

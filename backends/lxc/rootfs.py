@@ -16,8 +16,9 @@ from ctr.errors import CtrError
 from ctr.spec import ContainerSpec
 
 
-def prepare_rootfs(name: str, layers: list[str], upper: str, work: str, mountpoint: str, user: str, cwd: str,
-                    spec: ContainerSpec) -> dict:
+def prepare_rootfs(
+    name: str, layers: list[str], upper: str, work: str, mountpoint: str, user: str, cwd: str, spec: ContainerSpec
+) -> dict:
     """Resolve the user in the image's /etc and create the working directory and the
     mount targets in the writable layer, as Docker does before it makes a root read-only.
     Returns uid, gid, groups, home and the mount targets with symlinks resolved.
@@ -68,9 +69,16 @@ def prepare_rootfs(name: str, layers: list[str], upper: str, work: str, mountpoi
         except CtrError as exc:
             out = {"error": str(exc), "kind": type(exc).__name__}
         except OSError as exc:
-            out = {"error": f"cannot prepare the root filesystem of container {name}: {exc.strerror}" + (f": {exc.filename}" if exc.filename else ""), "kind": "CtrError"}
+            out = {
+                "error": f"cannot prepare the root filesystem of container {name}: {exc.strerror}"
+                + (f": {exc.filename}" if exc.filename else ""),
+                "kind": "CtrError",
+            }
         except BaseException as exc:
-            out = {"error": f"cannot prepare the root filesystem of container {name}: {type(exc).__name__}: {exc}", "kind": "CtrError"}
+            out = {
+                "error": f"cannot prepare the root filesystem of container {name}: {type(exc).__name__}: {exc}",
+                "kind": "CtrError",
+            }
         try:
             os.write(w, json.dumps(out).encode())
         finally:
@@ -85,7 +93,11 @@ def prepare_rootfs(name: str, layers: list[str], upper: str, work: str, mountpoi
     # mount a layer that has it: the mount is gone with the child, so the mark may go too.
     with contextlib.suppress(FileNotFoundError):
         shutil.rmtree(Path(work, "work", "incompat"))
-    out = json.loads(data) if data else {"error": f"cannot prepare the root filesystem of container {name}: the helper died", "kind": "CtrError"}
+    out = (
+        json.loads(data)
+        if data
+        else {"error": f"cannot prepare the root filesystem of container {name}: the helper died", "kind": "CtrError"}
+    )
     if "error" in out:
         raise getattr(_errors, out["kind"], CtrError)(out["error"])
     return out

@@ -64,7 +64,11 @@ def read_outcome(name: str, rundir: Path, status: int) -> int:
         with open(rundir / RESULT_FILE) as f:
             result = json.load(f)
     except FileNotFoundError:
-        how = f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit status {os.waitstatus_to_exitcode(status)}"
+        how = (
+            f"killed by signal {os.WTERMSIG(status)}"
+            if os.WIFSIGNALED(status)
+            else f"exit status {os.waitstatus_to_exitcode(status)}"
+        )
         raise CtrError(f"the liblxc monitor of container {name} ended without a result ({how})") from None
     if "error" in result:
         raise CtrError(f"cannot run container {name} with liblxc: {result['error']}")
@@ -87,19 +91,34 @@ def error_num(container) -> int:
 
     class _Struct(ctypes.Structure):
         _fields_ = [
-            ("name", ctypes.c_char_p), ("configfile", ctypes.c_char_p), ("pidfile", ctypes.c_char_p),
-            ("slock", ctypes.c_void_p), ("privlock", ctypes.c_void_p), ("numthreads", ctypes.c_int),
-            ("lxc_conf", ctypes.c_void_p), ("error_string", ctypes.c_char_p), ("error_num", ctypes.c_int),
-            ("daemonize", ctypes.c_bool), ("config_path", ctypes.c_char_p),
+            ("name", ctypes.c_char_p),
+            ("configfile", ctypes.c_char_p),
+            ("pidfile", ctypes.c_char_p),
+            ("slock", ctypes.c_void_p),
+            ("privlock", ctypes.c_void_p),
+            ("numthreads", ctypes.c_int),
+            ("lxc_conf", ctypes.c_void_p),
+            ("error_string", ctypes.c_char_p),
+            ("error_num", ctypes.c_int),
+            ("daemonize", ctypes.c_bool),
+            ("config_path", ctypes.c_char_p),
         ]
 
-    layout_ok = isinstance(container, _lxc.Container) and _lxc.Container.__basicsize__ == object.__basicsize__ + ctypes.sizeof(ctypes.c_void_p)
+    layout_ok = isinstance(
+        container, _lxc.Container
+    ) and _lxc.Container.__basicsize__ == object.__basicsize__ + ctypes.sizeof(ctypes.c_void_p)
     if layout_ok:
         address = ctypes.c_void_p.from_address(id(container) + object.__basicsize__).value
         s = _Struct.from_address(address) if address else None
-        if s is not None and s.name == container.name.encode() and s.config_path == container.get_config_path().encode():
+        if (
+            s is not None
+            and s.name == container.name.encode()
+            and s.config_path == container.get_config_path().encode()
+        ):
             return s.error_num
-    raise CtrError("cannot read container exit codes from these python lxc bindings: their object layout is not the one of python3-lxc 3.x/5.x")
+    raise CtrError(
+        "cannot read container exit codes from these python lxc bindings: their object layout is not the one of python3-lxc 3.x/5.x"
+    )
 
 
 def start_error(name: str, log: list[str]) -> CtrError:

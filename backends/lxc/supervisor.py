@@ -32,8 +32,12 @@ from ctr.backends.lxc.console import UndoOnlcr, peer_adds_cr
 from ctr.spec import ContainerSpec
 
 
-def run_foreground(spec: ContainerSpec, cid: str, monitor_main: Callable[[int, int | None, int | None], None],
-                   on_started: Callable[[int, int], None]) -> int:
+def run_foreground(
+    spec: ContainerSpec,
+    cid: str,
+    monitor_main: Callable[[int, int | None, int | None], None],
+    on_started: Callable[[int, int], None],
+) -> int:
     """Fork the liblxc monitor of container `cid`, `monitor_main(parent, master, slave)` (it
     never returns; with -t, `slave` is the pty to make its terminal), and supervise it
     until it has ended; returns its wait status. `on_started(pid, monitor)`: see Supervisor."""
@@ -133,8 +137,16 @@ class SignalRelay:
 class Supervisor:
     """Wait for the monitor; meanwhile relay signals to PID 1 and, with -t, the terminal."""
 
-    def __init__(self, monitor: int, cid: str, on_started: Callable[[int, int], None], relay: SignalRelay,
-                 master: int | None, forward_stdin: bool, slave_path: str | None = None) -> None:
+    def __init__(
+        self,
+        monitor: int,
+        cid: str,
+        on_started: Callable[[int, int], None],
+        relay: SignalRelay,
+        master: int | None,
+        forward_stdin: bool,
+        slave_path: str | None = None,
+    ) -> None:
         """`on_started(pid, monitor)` is called once PID 1 (`pid`) of container `cid` is found."""
         self.monitor = monitor
         self.cid = cid
@@ -160,7 +172,13 @@ class Supervisor:
         terminal_open = self.master is not None
         try:
             while self.status is None or terminal_open:
-                self._watch(sel, self.master, (selectors.EVENT_READ | (selectors.EVENT_WRITE if self.to_container else 0)) if terminal_open else 0)
+                self._watch(
+                    sel,
+                    self.master,
+                    (selectors.EVENT_READ | (selectors.EVENT_WRITE if self.to_container else 0))
+                    if terminal_open
+                    else 0,
+                )
                 self._watch(sel, 0, selectors.EVENT_READ if self.stdin_open and not self.to_container else 0)
                 if self.status is not None:
                     timeout = 0.2  # the monitor is gone: what is left in the pty is there now
@@ -320,7 +338,9 @@ class Supervisor:
         import termios
 
         try:
-            fd = os.open(f"/proc/{self.init_pid}/root/dev/console", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(
+                f"/proc/{self.init_pid}/root/dev/console", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
+            )
             try:
                 attrs = termios.tcgetattr(fd)
             finally:
@@ -330,7 +350,11 @@ class Supervisor:
         lflag, cc = attrs[3], attrs[6]
         if not lflag & termios.ISIG:
             return
-        for index, sig in ((termios.VINTR, signal.SIGINT), (termios.VQUIT, signal.SIGQUIT), (termios.VSUSP, signal.SIGTSTP)):
+        for index, sig in (
+            (termios.VINTR, signal.SIGINT),
+            (termios.VQUIT, signal.SIGQUIT),
+            (termios.VSUSP, signal.SIGTSTP),
+        ):
             char = cc[index]
             if isinstance(char, bytes) and char != b"\x00" and char in data:
                 try:
@@ -342,4 +366,4 @@ class Supervisor:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]

@@ -52,8 +52,10 @@ def _stop_priming() -> None:
 
 class NativeBackend(KeptBackend):
     name = "native"
-    UNSUPPORTED_FLAGS = {"--network bridge": "ctr makes no bridge: use --network none or host",
-                         "--add-host NAME:host-gateway": "ctr makes no bridge, so there is no host gateway: give the host's address"}
+    UNSUPPORTED_FLAGS = {
+        "--network bridge": "ctr makes no bridge: use --network none or host",
+        "--add-host NAME:host-gateway": "ctr makes no bridge, so there is no host gateway: give the host's address",
+    }
 
     @classmethod
     def probe(cls) -> BackendInfo:
@@ -98,8 +100,12 @@ class NativeBackend(KeptBackend):
             hostname = spec.hostname or record.short_id
             process = resolve_process(spec.with_changes(hostname=hostname), image.config)
             record.image, record.image_digest = image.name, image.digest
-            record.extra = {"hostname": hostname, "layers": [str(p) for p in layers], "process": asdict(process),
-                            "seccomp": security}
+            record.extra = {
+                "hostname": hostname,
+                "layers": [str(p) for p in layers],
+                "process": asdict(process),
+                "seccomp": security,
+            }
             cdir = self.records.dir(record.name)
             (cdir / "upper").mkdir()
             (cdir / "work").mkdir()
@@ -128,16 +134,27 @@ class NativeBackend(KeptBackend):
         rootfs_dir = self.paths.runtime / record.name / "rootfs"
         rootfs_dir.mkdir(parents=True, exist_ok=True)
         driver = _driver()
-        cgroup = driver.create(f"ctr-{record.id}", Limits(spec.memory, spec.cpus, spec.pids_limit),
-                               devices=container_policy(spec.privileged))
+        cgroup = driver.create(
+            f"ctr-{record.id}",
+            Limits(spec.memory, spec.cpus, spec.pids_limit),
+            devices=container_policy(spec.privileged),
+        )
         before = (record.status, record.pid, record.pid_start, record.started, record.cgroup)
         joined: list[int] = []
         try:
             plan = ProcessPlan(
                 identity=Identity(
-                    args=process.args, env=process.env, cwd=process.cwd, user=process.user,
-                    caps_mask=caps.container_mask(spec), tty=spec.tty, stdin=spec.stdin, winsize=winsize,
-                    seccomp=program, no_new_privs=spec.no_new_privs(), group_add=spec.group_add,
+                    args=process.args,
+                    env=process.env,
+                    cwd=process.cwd,
+                    user=process.user,
+                    caps_mask=caps.container_mask(spec),
+                    tty=spec.tty,
+                    stdin=spec.stdin,
+                    winsize=winsize,
+                    seccomp=program,
+                    no_new_privs=spec.no_new_privs(),
+                    group_add=spec.group_add,
                 ),
                 hostname=record.extra["hostname"],
                 rootfs=RootfsPlan(
@@ -256,8 +273,16 @@ class NativeBackend(KeptBackend):
         finally:
             os._exit(0)
 
-    def _exec_monitor(self, record: Record, cgroup_name: str, started, outputs: dict[int, str], log_path: str,
-                      in_w: int | None, report_w: int) -> None:
+    def _exec_monitor(
+        self,
+        record: Record,
+        cgroup_name: str,
+        started,
+        outputs: dict[int, str],
+        log_path: str,
+        in_w: int | None,
+        report_w: int,
+    ) -> None:
         """Become ctr-monitor, the C loop that keeps no interpreter resident; it ends by
         exec'ing ctr.backends.native.finish, i.e. record_end, in this same process.
         Returns only when there is no binary (no C compiler at install) or it would not exec."""
@@ -271,8 +296,15 @@ class NativeBackend(KeptBackend):
         if in_w is not None:
             os.set_inheritable(in_w, True)  # a -d -i container's stdin stays open for its whole life
         try:
-            monitor.exec_binary(path, started.pid, outputs, log_path, started.master_fd is not None,
-                                command(self.paths, record.name, cgroup_name, started.pid), report_w)
+            monitor.exec_binary(
+                path,
+                started.pid,
+                outputs,
+                log_path,
+                started.master_fd is not None,
+                command(self.paths, record.name, cgroup_name, started.pid),
+                report_w,
+            )
         except OSError:
             pass  # the Python loop does the same job
 
@@ -289,7 +321,6 @@ class NativeBackend(KeptBackend):
 
     def _cgroup(self, record: Record):
         return _driver().open(record.cgroup)
-
 
     # ---- stopping and removing -----------------------------------------------------
 
@@ -354,8 +385,11 @@ class NativeBackend(KeptBackend):
         record = self.get(name)
         return {
             "raw": {"record": asdict(record), "runtime_dir": str(self.paths.runtime / name)},
-            "rootfs": {"type": "overlay", "lower": record.extra.get("layers", []),
-                       "upper": str(self.records.dir(name) / "upper")},
+            "rootfs": {
+                "type": "overlay",
+                "lower": record.extra.get("layers", []),
+                "upper": str(self.records.dir(name) / "upper"),
+            },
             "cgroup": record.cgroup if record.status in ("running", "paused") else "",
         }
 

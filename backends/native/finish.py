@@ -31,8 +31,22 @@ MODULE = "ctr.backends.native.finish"  # __name__ is "__main__" when run with -m
 def command(paths: Paths, name: str, cgroup: str, pid: int) -> list[str]:
     """The finisher's argv, without the --exit-code that ctr-monitor appends."""
     # -P: the monitor's cwd is /, which must not come first on sys.path
-    return [sys.executable, "-P", "-m", MODULE, "--data", str(paths.data), "--run", str(paths.run),
-            "--name", name, "--cgroup", cgroup, "--pid", str(pid)]
+    return [
+        sys.executable,
+        "-P",
+        "-m",
+        MODULE,
+        "--data",
+        str(paths.data),
+        "--run",
+        str(paths.run),
+        "--name",
+        name,
+        "--cgroup",
+        cgroup,
+        "--pid",
+        str(pid),
+    ]
 
 
 def record_end(records: RecordStore, driver, name: str, cgroup_name: str, code: int, pid: int) -> None:
@@ -62,7 +76,13 @@ def record_end(records: RecordStore, driver, name: str, cgroup_name: str, code: 
                 cgroup.destroy()
             if record is None:
                 return
-            record.status, record.exit_code, record.finished, record.oom_killed, record.pid = "exited", code, time.time(), oom, None
+            record.status, record.exit_code, record.finished, record.oom_killed, record.pid = (
+                "exited",
+                code,
+                time.time(),
+                oom,
+                None,
+            )
             shutil.rmtree(records.paths.runtime / name, ignore_errors=True)
             if record.spec.get("auto_remove"):
                 records.remove(name)
@@ -87,8 +107,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from ctr.native.cgroups.driver import cgroup_driver
 
-    record_end(RecordStore(Paths(data=args.data, run=args.run)), cgroup_driver(), args.name, args.cgroup,
-               args.exit_code, args.pid)
+    record_end(
+        RecordStore(Paths(data=args.data, run=args.run)),
+        cgroup_driver(),
+        args.name,
+        args.cgroup,
+        args.exit_code,
+        args.pid,
+    )
     return 0
 
 

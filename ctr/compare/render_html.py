@@ -15,8 +15,11 @@ from html import escape
 from ctr.compare.render_text import MARK, command_line, spec_arguments
 from ctr.compare.rows import GROUPS, docker_size
 
-TIMINGS = (("create", "create_ms", "making the container"), ("start", "start_ms", "until its process runs"),
-           ("total", "total_ms", "from create until the exit code is known"))
+TIMINGS = (
+    ("create", "create_ms", "making the container"),
+    ("start", "start_ms", "until its process runs"),
+    ("total", "total_ms", "from create until the exit code is known"),
+)
 # One colour per backend, the same in the table's header and in the chart.
 COLOURS = {"native": "#2563eb", "lxc": "#059669", "docker": "#d97706"}
 SPARE_COLOURS = ("#7c3aed", "#db2777", "#0891b2")
@@ -96,8 +99,11 @@ def render_html(result: dict) -> str:
         f'<pre class="cmd">{escape(command_line(result))}</pre>',
         '<p class="badges">',
         *[f'<span class="badge"><span style="color:{colours[b]}">●</span> {escape(b)}</span>' for b in backends],
-        (f'<span class="badge warn">{MARK} {len(differing)} row{"s" if len(differing) != 1 else ""} differ</span>'
-         if differing else '<span class="badge ok">all rows agree</span>'),
+        (
+            f'<span class="badge warn">{MARK} {len(differing)} row{"s" if len(differing) != 1 else ""} differ</span>'
+            if differing
+            else '<span class="badge ok">all rows agree</span>'
+        ),
         *([f'<span class="badge err">{len(errors)} error{"s" if len(errors) != 1 else ""}</span>'] if errors else []),
         "</p></header>",
         _errors(errors),
@@ -124,8 +130,8 @@ def render_html(result: dict) -> str:
         '<section class="wrap"><h2>Per backend</h2>',
         _details(result),
         "</section>",
-        f'<footer>ctr {escape(str(result["machine"].get("ctr_version") or ""))} · compare schema '
-        f'{result["schema_version"]} · {escape(result["machine"]["date"])}</footer>',
+        f"<footer>ctr {escape(str(result['machine'].get('ctr_version') or ''))} · compare schema "
+        f"{result['schema_version']} · {escape(result['machine']['date'])}</footer>",
         "</main></body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"
@@ -148,8 +154,10 @@ def _table(result: dict, colours: dict[str, str]) -> str:
     head = ['<table class="compare"><thead><tr><th></th><th class="label">feature</th>']
     for b in backends:
         versions = ", ".join(f"{k} {v}" for k, v in result["results"][b].get("versions", {}).items() if k != "kernel")
-        head.append(f'<th><span class="swatch" style="background:{colours[b]}"></span>{escape(b)}'
-                    f"<small>{escape(versions)}</small></th>")
+        head.append(
+            f'<th><span class="swatch" style="background:{colours[b]}"></span>{escape(b)}'
+            f"<small>{escape(versions)}</small></th>"
+        )
     out = ["".join(head) + "</tr></thead><tbody>"]
     group = None
     for r in result["rows"]:
@@ -162,8 +170,10 @@ def _table(result: dict, colours: dict[str, str]) -> str:
             text = r["display"][b]
             cells.append(f'<td class="value{" na" if text == "-" else ""}">{escape(text)}</td>')
         mark = MARK if r["differs"] else ""
-        out.append(f'<tr class="{" ".join(classes)}" data-key="{escape(r["key"])}"><td class="mark">{mark}</td>'
-                   f'<th class="label" scope="row">{escape(r["label"])}</th>{"".join(cells)}</tr>')
+        out.append(
+            f'<tr class="{" ".join(classes)}" data-key="{escape(r["key"])}"><td class="mark">{mark}</td>'
+            f'<th class="label" scope="row">{escape(r["label"])}</th>{"".join(cells)}</tr>'
+        )
     out.append("</tbody></table>")
     return "\n".join(out)
 
@@ -183,34 +193,44 @@ def timing_chart(result: dict, colours: dict[str, str]) -> str:
     for timing, key, caption in TIMINGS:
         values = {b: result["results"][b]["timing"].get(key) for b in backends}
         scale_max, step = _scale(max([v for v in values.values() if v is not None] + [0]))
-        body.append(f'<text x="0" y="{y + 14}" font-size="13" font-weight="600" fill="#1f2937">{escape(timing)}'
-                    f'<tspan fill="#6b7280" font-weight="normal"> · {escape(caption)}</tspan></text>')
+        body.append(
+            f'<text x="0" y="{y + 14}" font-size="13" font-weight="600" fill="#1f2937">{escape(timing)}'
+            f'<tspan fill="#6b7280" font-weight="normal"> · {escape(caption)}</tspan></text>'
+        )
         y += title_h
         plot_h = len(backends) * (bar_h + gap) - gap
         for tick in (step * i for i in range(round(scale_max / step) + 1)):
             x = label_w + plot_w * tick / scale_max
             body.append(f'<line x1="{x:.1f}" y1="{y - 2}" x2="{x:.1f}" y2="{y + plot_h + 2}" stroke="#e5e7eb"/>')
-            body.append(f'<text x="{x:.1f}" y="{y + plot_h + 14}" font-size="10" fill="#9ca3af" '
-                        f'text-anchor="middle">{tick:g}</text>')
+            body.append(
+                f'<text x="{x:.1f}" y="{y + plot_h + 14}" font-size="10" fill="#9ca3af" '
+                f'text-anchor="middle">{tick:g}</text>'
+            )
         for b in backends:
             v = values[b]
-            body.append(f'<text x="{label_w - 8}" y="{y + bar_h - 4}" font-size="12" fill="#374151" '
-                        f'text-anchor="end">{escape(b)}</text>')
+            body.append(
+                f'<text x="{label_w - 8}" y="{y + bar_h - 4}" font-size="12" fill="#374151" '
+                f'text-anchor="end">{escape(b)}</text>'
+            )
             if v is None:
                 body.append(f'<text x="{label_w + 4}" y="{y + bar_h - 4}" font-size="12" fill="#9ca3af">n/a</text>')
             else:
                 w = max(plot_w * v / scale_max, 1.5)
-                body.append(f'<rect class="bar" data-backend="{escape(b)}" data-timing="{timing}" x="{label_w}" '
-                            f'y="{y}" width="{w:.1f}" height="{bar_h}" rx="3" fill="{colours[b]}">'
-                            f"<title>{escape(b)} {timing}: {v:.1f} ms</title></rect>")
-                body.append(f'<text x="{label_w + w + 6:.1f}" y="{y + bar_h - 4}" font-size="12" '
-                            f'fill="#1f2937">{_ms(v)}</text>')
+                body.append(
+                    f'<rect class="bar" data-backend="{escape(b)}" data-timing="{timing}" x="{label_w}" '
+                    f'y="{y}" width="{w:.1f}" height="{bar_h}" rx="3" fill="{colours[b]}">'
+                    f"<title>{escape(b)} {timing}: {v:.1f} ms</title></rect>"
+                )
+                body.append(
+                    f'<text x="{label_w + w + 6:.1f}" y="{y + bar_h - 4}" font-size="12" fill="#1f2937">{_ms(v)}</text>'
+                )
             y += bar_h + gap
         y += 16 + panel_gap
     height = y - panel_gap
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-            f'height="{height}" role="img" aria-label="timings per backend in milliseconds">'
-            + "".join(body) + "</svg>")
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img" aria-label="timings per backend in milliseconds">' + "".join(body) + "</svg>"
+    )
 
 
 def _ms(v: float) -> str:
@@ -235,7 +255,10 @@ def _machine(result: dict) -> str:
         ("host", m.get("hostname")),
         ("system", m.get("os")),
         ("kernel", f"{m.get('kernel')} ({m.get('arch')})"),
-        ("cgroup", {"v2": "v2 (unified)", "hybrid": "v1 + v2 (hybrid)", "v1": "v1"}.get(m.get("cgroup"), m.get("cgroup"))),
+        (
+            "cgroup",
+            {"v2": "v2 (unified)", "hybrid": "v1 + v2 (hybrid)", "v1": "v1"}.get(m.get("cgroup"), m.get("cgroup")),
+        ),
         ("cpus", m.get("cpus")),
         ("memory", f"{mem / (1 << 30):.1f} GiB" if mem else None),
         ("date", m.get("date")),
@@ -266,9 +289,11 @@ def _spec(spec: dict) -> str:
             text = value if isinstance(value, str) else json.dumps(value)
         facts.append((key, text))
     items = "".join(f'<dt>{escape(k)}</dt><dd class="mono">{escape(v)}</dd>' for k, v in facts)
-    return (f'<dl class="facts">{items}</dl>'
-            f'<p class="note">As run flags: <code>{escape(shlex.join(spec_arguments(spec)))}</code></p>'
-            f"<details><summary>The spec as JSON</summary><pre>{escape(json.dumps(spec, indent=2))}</pre></details>")
+    return (
+        f'<dl class="facts">{items}</dl>'
+        f'<p class="note">As run flags: <code>{escape(shlex.join(spec_arguments(spec)))}</code></p>'
+        f"<details><summary>The spec as JSON</summary><pre>{escape(json.dumps(spec, indent=2))}</pre></details>"
+    )
 
 
 def _details(result: dict) -> str:
@@ -279,8 +304,10 @@ def _details(result: dict) -> str:
         r = result["results"][b]
         ex, tm = r["explain"], r["timing"]
         layer = (ex or {}).get("writable_layer") or {}
-        lines = [f"explain run   {ex.get('name')}  pid {ex.get('pid')}",
-                 f"timing run    {tm.get('name')}  exit code {tm.get('exit_code')}"]
+        lines = [
+            f"explain run   {ex.get('name')}  pid {ex.get('pid')}",
+            f"timing run    {tm.get('name')}  exit code {tm.get('exit_code')}",
+        ]
         if tm.get("start_error"):
             lines.append(f"              {tm['start_error']}")
         if layer.get("path"):
@@ -289,8 +316,10 @@ def _details(result: dict) -> str:
             lines.append(f"writable layer: {layer['reason']}")
         summary = escape("\n".join(lines))
         explain = escape(_explain_text(ex.get("doc"), render_table))
-        out.append(f"<details><summary><b>{escape(b)}</b>: the full explain document as a table</summary>"
-                   f"<pre>{summary}</pre><pre>{explain}</pre></details>")
+        out.append(
+            f"<details><summary><b>{escape(b)}</b>: the full explain document as a table</summary>"
+            f"<pre>{summary}</pre><pre>{explain}</pre></details>"
+        )
     return "\n".join(out)
 
 

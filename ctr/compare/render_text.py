@@ -85,6 +85,9 @@ def render_table(result: dict) -> str:
             text = "  ".join((cells[b][i] if i < len(cells[b]) else "").ljust(widths[b]) for b in backends)
             lines.append(f"{mark} {label.ljust(label_width)}{text}".rstrip())
     differing = [r["label"] for r in rows if r["differs"]]
-    lines += ["", f"{len(differing)} row{'s' if len(differing) != 1 else ''} differ"
-              + (f": {', '.join(differing)}" if differing else "")]
+    lines += [
+        "",
+        f"{len(differing)} row{'s' if len(differing) != 1 else ''} differ"
+        + (f": {', '.join(differing)}" if differing else ""),
+    ]
     return "\n".join(lines) + "\n"

@@ -21,8 +21,13 @@ GROUPS = {
     "cost": "Cost",
 }
 NAMESPACES = ("pid", "net", "mnt", "uts", "ipc", "user", "cgroup", "time")
-CAP_SETS = (("CapEff", "effective"), ("CapPrm", "permitted"), ("CapBnd", "bounding"),
-            ("CapInh", "inheritable"), ("CapAmb", "ambient"))
+CAP_SETS = (
+    ("CapEff", "effective"),
+    ("CapPrm", "permitted"),
+    ("CapBnd", "bounding"),
+    ("CapInh", "inheritable"),
+    ("CapAmb", "ambient"),
+)
 
 # A feature: (key, group, label, value(doc)); display() makes the value readable.
 Feature = tuple[str, str, str, Callable[[dict], object]]
@@ -34,6 +39,7 @@ def _ns(ns: str) -> Callable[[dict], object]:
         if not info or info["shared_with_host"] is None:
             return None
         return "host" if info["shared_with_host"] else "own"
+
     return value
 
 
@@ -52,6 +58,7 @@ def _caps(key: str) -> Callable[[dict], object]:
     def value(doc: dict) -> object:
         caps = doc["capabilities"].get(key)
         return None if caps is None else caps["names"]
+
     return value
 
 
@@ -72,12 +79,14 @@ def _rootfs(key: str) -> Callable[[dict], object]:
 
 def _covered(list_key: str, flag: str) -> Callable[[dict], object]:
     """Of Docker's paths that exist in the container, how many are masked (read-only)."""
+
     def value(doc: dict) -> object:
         entries = doc.get(list_key)
         if entries is None:
             return None
         present = [e for e in entries if e["present"] is not False or e[flag]]
         return {flag: sum(1 for e in present if e[flag]), "present": len(present)}
+
     return value
 
 
@@ -105,7 +114,12 @@ FEATURES: list[Feature] = [
     *[(f"caps.{label}", "capabilities", label, _caps(key)) for key, label in CAP_SETS],
     ("security.seccomp", "security", "seccomp", _sec("seccomp")),
     ("security.seccomp_filters", "security", "seccomp filters", _sec("seccomp_filters")),
-    ("security.seccomp_profile", "security", "seccomp profile", lambda doc: (doc["security"].get("seccomp_profile") or {}).get("profile")),
+    (
+        "security.seccomp_profile",
+        "security",
+        "seccomp profile",
+        lambda doc: (doc["security"].get("seccomp_profile") or {}).get("profile"),
+    ),
     ("security.no_new_privs", "security", "no_new_privs", _sec("no_new_privs")),
     ("security.user", "security", "uid:gid", _user),
     ("security.uid_map", "security", "uid map", _sec("uid_map")),
@@ -138,31 +152,62 @@ def build_rows(results: dict[str, dict]) -> list[dict]:
 
     ran = [b for b in names if timings[b].get("exit_code") is not None]
     codes = {b: timings[b].get("exit_code") for b in names}
-    rows.append(_row("run.exit_code", "run", "exit code", codes,
-                     {b: "-" if codes[b] is None else str(codes[b]) for b in names}, ran))
+    rows.append(
+        _row(
+            "run.exit_code",
+            "run",
+            "exit code",
+            codes,
+            {b: "-" if codes[b] is None else str(codes[b]) for b in names},
+            ran,
+        )
+    )
 
     def cost(key: str, label: str, values: dict, fmt: Callable[[object], str]) -> None:
         rows.append(_row(key, "cost", label, values, {b: "-" if v is None else fmt(v) for b, v in values.items()}, []))
 
     for step in ("create", "start", "total"):
-        cost(f"cost.{step}_ms", f"{step} (ms)" if step != "total" else "total run (ms)",
-             {b: timings[b].get(f"{step}_ms") for b in names}, lambda v: f"{v:.1f}")
+        cost(
+            f"cost.{step}_ms",
+            f"{step} (ms)" if step != "total" else "total run (ms)",
+            {b: timings[b].get(f"{step}_ms") for b in names},
+            lambda v: f"{v:.1f}",
+        )
     keepers = {b: keeper_of(docs[b]) if docs[b] is not None else None for b in names}
-    cost("cost.keeper_rss_kb", "keeper RSS",
-         {b: k["vm_rss_kb"] if k else None for b, k in keepers.items()}, lambda v: human_bytes(v * 1024))
+    cost(
+        "cost.keeper_rss_kb",
+        "keeper RSS",
+        {b: k["vm_rss_kb"] if k else None for b, k in keepers.items()},
+        lambda v: human_bytes(v * 1024),
+    )
     layers = {b: (results[b].get("explain") or {}).get("writable_layer") for b in names}
-    cost("cost.writable_layer_bytes", "writable layer",
-         {b: layer["bytes"] if layer else None for b, layer in layers.items()}, human_bytes)
+    cost(
+        "cost.writable_layer_bytes",
+        "writable layer",
+        {b: layer["bytes"] if layer else None for b, layer in layers.items()},
+        human_bytes,
+    )
     after = {b: timings[b].get("writable_layer") for b in names}
-    cost("cost.writable_layer_after_bytes", "writable layer after CMD",
-         {b: layer["bytes"] if layer else None for b, layer in after.items()}, human_bytes)
+    cost(
+        "cost.writable_layer_after_bytes",
+        "writable layer after CMD",
+        {b: layer["bytes"] if layer else None for b, layer in after.items()},
+        human_bytes,
+    )
     return rows
 
 
 def _row(key: str, group: str, label: str, values: dict, display: dict, compared: list[str]) -> dict:
     distinct = {json.dumps(values[b], sort_keys=True) for b in compared}
-    return {"key": key, "group": group, "label": label, "compared": bool(compared) and group != "cost",
-            "differs": len(distinct) > 1, "values": values, "display": display}
+    return {
+        "key": key,
+        "group": group,
+        "label": label,
+        "compared": bool(compared) and group != "cost",
+        "differs": len(distinct) > 1,
+        "values": values,
+        "display": display,
+    }
 
 
 # -- making values readable ------------------------------------------------------------
@@ -231,8 +276,13 @@ def cap_summary(names: Sequence[str], last_cap: int | None = None) -> str:
 
     have = set(names)
     default = set(DEFAULT_CAPS)
-    forms = [" ".join([f"default {len(default)}"] + [f"-{c}" for c in short(default - have)]
-                      + [f"+{c}" for c in short(have - default)])]
+    forms = [
+        " ".join(
+            [f"default {len(default)}"]
+            + [f"-{c}" for c in short(default - have)]
+            + [f"+{c}" for c in short(have - default)]
+        )
+    ]
     if last_cap is not None:
         known = set(CAPABILITIES[: last_cap + 1])
         if have <= known:

@@ -88,8 +88,9 @@ def container_names(prefix: str, backend: str) -> tuple[str, str]:
     return validate_name(f"{prefix}-{backend}-explain"), validate_name(f"{prefix}-{backend}-run")
 
 
-def compare(spec: ContainerSpec, backends: Sequence[str] | None = None, paths: Paths | None = None,
-            on_step: Step | None = None) -> dict:
+def compare(
+    spec: ContainerSpec, backends: Sequence[str] | None = None, paths: Paths | None = None, on_step: Step | None = None
+) -> dict:
     """Run `spec` on each backend (all usable ones when None) and compare them.
 
     spec.name, when given, is the prefix of the containers' names; spec.auto_remove is
@@ -111,12 +112,20 @@ def compare(spec: ContainerSpec, backends: Sequence[str] | None = None, paths: P
         explain_name, run_name = container_names(prefix, info.name)
         errors: list[dict] = []
         on_step(info.name, "explain run")
-        explained = explain_run(backend, spec.with_changes(
-            name=explain_name, command=EXPLAIN_COMMAND, entrypoint=(), auto_remove=False), errors)
+        explained = explain_run(
+            backend,
+            spec.with_changes(name=explain_name, command=EXPLAIN_COMMAND, entrypoint=(), auto_remove=False),
+            errors,
+        )
         on_step(info.name, "timing run")
         timing = timing_run(backend, spec.with_changes(name=run_name, auto_remove=False), errors)
-        results[info.name] = {"backend": info.name, "versions": dict(info.versions),
-                              "explain": explained, "timing": timing, "errors": errors}
+        results[info.name] = {
+            "backend": info.name,
+            "versions": dict(info.versions),
+            "explain": explained,
+            "timing": timing,
+            "errors": errors,
+        }
 
     rows = build_rows(results)
     return {
@@ -189,8 +198,9 @@ def explain_run(backend: Backend, spec: ContainerSpec, errors: list[dict]) -> di
             try:
                 backend.run_detached(spec)
             except CommandNotFound as exc:
-                raise CommandNotFound(f"{exc} (the explain run runs `{' '.join(EXPLAIN_COMMAND)}`: "
-                                      "the image needs a sleep command)") from None
+                raise CommandNotFound(
+                    f"{exc} (the explain run runs `{' '.join(EXPLAIN_COMMAND)}`: the image needs a sleep command)"
+                ) from None
             record = backend.get(spec.name)
             if not record.pid:
                 raise CtrError(f"container {spec.name} has no process after start: it is {record.status}")
@@ -200,8 +210,10 @@ def explain_run(backend: Backend, spec: ContainerSpec, errors: list[dict]) -> di
                 doc = explain_pid(record.pid)
             except NotFound:
                 status = backend.get(spec.name).status
-                raise CtrError(f"the process of container {spec.name} (pid {record.pid}) ended before it could "
-                               f"be read: the container is {status}, though it runs `{' '.join(spec.command)}`") from None
+                raise CtrError(
+                    f"the process of container {spec.name} (pid {record.pid}) ended before it could "
+                    f"be read: the container is {status}, though it runs `{' '.join(spec.command)}`"
+                ) from None
             from ctr.security import installed_seccomp
 
             doc["security"]["seccomp_profile"] = installed_seccomp(record)
@@ -236,8 +248,15 @@ def timing_run(backend: Backend, spec: ContainerSpec, errors: list[dict]) -> dic
     before create() until wait() returns the exit code. A command that cannot be
     executed (126, 127) is the spec's outcome, not a failure of the compare.
     """
-    out: dict = {"name": spec.name, "create_ms": None, "start_ms": None, "total_ms": None,
-                 "exit_code": None, "start_error": None, "writable_layer": None}
+    out: dict = {
+        "name": spec.name,
+        "create_ms": None,
+        "start_ms": None,
+        "total_ms": None,
+        "exit_code": None,
+        "start_error": None,
+        "writable_layer": None,
+    }
     try:
         with _removed(backend, spec.name, errors):
             t0 = time.perf_counter()
@@ -337,7 +356,7 @@ def machine_info(sys_fs_cgroup: Path = Path("/sys/fs/cgroup")) -> dict:
 
 
 def cgroup_version(root: Path = Path("/sys/fs/cgroup")) -> str:
-    """"v2", "hybrid" (v1 plus cgroup2 at unified/) or "v1", in explain's words."""
+    """ "v2", "hybrid" (v1 plus cgroup2 at unified/) or "v1", in explain's words."""
     if (root / "cgroup.controllers").exists():
         return "v2"
     if (root / "unified" / "cgroup.controllers").exists():

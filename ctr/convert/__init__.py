@@ -28,12 +28,24 @@ from ctr.errors import InvalidSpec
 
 READ_FORMATS = ("lxc", "docker", "oci", "ctr")
 WRITE_FORMATS = ("lxc", "docker-run", "compose", "oci", "ctr")
-READERS: dict[str, Callable[[str, str], Conversion]] = {"lxc": read_lxc, "docker": read_docker, "oci": read_oci, "ctr": read_ctr}
+READERS: dict[str, Callable[[str, str], Conversion]] = {
+    "lxc": read_lxc,
+    "docker": read_docker,
+    "oci": read_oci,
+    "ctr": read_ctr,
+}
 WRITERS: dict[str, Callable[[dict, Callable[[str], Any] | None], tuple[str, list[str]]]] = {
-    "lxc": write_lxc, "docker-run": write_docker_run, "compose": write_compose, "oci": write_oci, "ctr": write_ctr}
+    "lxc": write_lxc,
+    "docker-run": write_docker_run,
+    "compose": write_compose,
+    "oci": write_oci,
+    "ctr": write_ctr,
+}
 
 
-def convert(text: str, source: str, target: str, *, origin: str = "", resolve: Callable[[str], Any] | None = None) -> tuple[str, list[str]]:
+def convert(
+    text: str, source: str, target: str, *, origin: str = "", resolve: Callable[[str], Any] | None = None
+) -> tuple[str, list[str]]:
     """Convert `text` from format `source` to `target`; returns (output, warnings).
 
     `origin` is the file name (an LXC config at .../NAME/config names the container).

@@ -19,10 +19,28 @@ CPU_PERIOD = 100_000
 
 def blank_spec() -> dict:
     """The ctr spec fields with their defaults; `image` empty until a format gives one."""
-    return {"image": "", "command": [], "entrypoint": None, "env": [], "workdir": None, "user": None,
-            "hostname": None, "mounts": [], "memory": None, "cpus": None, "pids_limit": None, "read_only": False,
-            "cap_add": [], "cap_drop": [], "network": "none", "tty": False, "stdin": False, "name": None,
-            "auto_remove": False, "labels": {}}
+    return {
+        "image": "",
+        "command": [],
+        "entrypoint": None,
+        "env": [],
+        "workdir": None,
+        "user": None,
+        "hostname": None,
+        "mounts": [],
+        "memory": None,
+        "cpus": None,
+        "pids_limit": None,
+        "read_only": False,
+        "cap_add": [],
+        "cap_drop": [],
+        "network": "none",
+        "tty": False,
+        "stdin": False,
+        "name": None,
+        "auto_remove": False,
+        "labels": {},
+    }
 
 
 @dataclass
@@ -36,13 +54,11 @@ class Conversion:
         self.warnings.append(f"{key}: {why}")
 
 
-
 def spec_from(conv: Conversion, **overrides: Any) -> ContainerSpec:
     """The ContainerSpec of a conversion (mounts as Mount objects), with fields replaced."""
     d = {**conv.spec, **overrides}
     d["mounts"] = [m if isinstance(m, dict) else vars(m) for m in d.get("mounts") or []]
     return ContainerSpec.from_dict(d)
-
 
 
 _SIZE = re.compile(r"\s*(\d+)\s*([kmgt]?)i?b?\s*", re.IGNORECASE)
@@ -57,7 +73,6 @@ def parse_size(text: str) -> int | None:
     if not m:
         raise ValueError(text)
     return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}[m.group(2).lower()]
-
 
 
 def numeric_user(user: str | None) -> tuple[int, int] | None:
@@ -86,7 +101,9 @@ def _spec_obj(spec: dict) -> ContainerSpec:
     return ContainerSpec.from_dict(d)
 
 
-def resolved_process(spec: dict, resolve: Callable[[str], Any] | None) -> tuple[list[str], list[str], str | None, str | None, bool]:
+def resolved_process(
+    spec: dict, resolve: Callable[[str], Any] | None
+) -> tuple[list[str], list[str], str | None, str | None, bool]:
     """(args, env, cwd, user, complete): the command line as the container runs it.
 
     With the image's config at hand (resolve), it is merged as every backend merges
@@ -108,11 +125,8 @@ def resolved_process(spec: dict, resolve: Callable[[str], Any] | None) -> tuple[
     return args, list(spec.get("env") or []), spec.get("workdir"), spec.get("user"), complete
 
 
-
-
 def is_default(value: Any) -> bool:
     return value in (None, "", [], {}, 0, False)
-
 
 
 def parse_caps(conv: Conversion, key: str, names: list[str]) -> list[str]:
@@ -124,7 +138,6 @@ def parse_caps(conv: Conversion, key: str, names: list[str]) -> list[str]:
         except InvalidSpec:
             conv.warn(f"{key} {name}", "not a capability ctr knows")
     return out
-
 
 
 def security_warnings(spec: dict, fmt: str) -> list[str]:

@@ -15,27 +15,85 @@ from ctr.errors import InvalidSpec
 from ctr.spec import parse_security_opt
 
 # Values of `docker inspect` that describe the running (or once running) container, not its configuration.
-DOCKER_STATE = ("Id", "Created", "Path", "Args", "State", "Image", "ResolvConfPath", "HostnamePath", "HostsPath",
-                "LogPath", "RestartCount", "Driver", "Platform", "MountLabel", "ProcessLabel", "AppArmorProfile",
-                "ExecIDs", "GraphDriver", "SizeRw", "SizeRootFs", "NetworkSettings", "Node")
+DOCKER_STATE = (
+    "Id",
+    "Created",
+    "Path",
+    "Args",
+    "State",
+    "Image",
+    "ResolvConfPath",
+    "HostnamePath",
+    "HostsPath",
+    "LogPath",
+    "RestartCount",
+    "Driver",
+    "Platform",
+    "MountLabel",
+    "ProcessLabel",
+    "AppArmorProfile",
+    "ExecIDs",
+    "GraphDriver",
+    "SizeRw",
+    "SizeRootFs",
+    "NetworkSettings",
+    "Node",
+)
 # Docker's own defaults: equal to what ctr does, so nothing is lost.
 DOCKER_DEFAULTS: dict[str, Any] = {
-    "Config.AttachStdin": None, "Config.AttachStdout": None, "Config.AttachStderr": None, "Config.StdinOnce": None,
-    "Config.Domainname": "", "HostConfig.NetworkMode": None, "HostConfig.RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
-    "HostConfig.LogConfig": None, "HostConfig.ShmSize": 67108864, "HostConfig.CgroupnsMode": None,
-    "HostConfig.ConsoleSize": None, "HostConfig.MaskedPaths": None, "HostConfig.ReadonlyPaths": None,
-    "HostConfig.Isolation": "", "HostConfig.IpcMode": ("private", "shareable", ""), "HostConfig.PidMode": "",
-    "HostConfig.UTSMode": "", "HostConfig.UsernsMode": "", "HostConfig.Cgroup": "", "HostConfig.CgroupParent": "",
-    "HostConfig.Runtime": "runc", "HostConfig.OomKillDisable": (False, None), "HostConfig.MemorySwappiness": None,
-    "HostConfig.KernelMemory": 0, "HostConfig.KernelMemoryTCP": 0, "HostConfig.CpuShares": 0,
-    "HostConfig.VolumeDriver": "", "HostConfig.PublishAllPorts": False, "HostConfig.Privileged": False,
-    "HostConfig.Links": None, "HostConfig.Dns": [], "HostConfig.DnsOptions": [], "HostConfig.DnsSearch": [],
-    "HostConfig.BlkioWeight": 0, "HostConfig.CpuPeriod": 0, "HostConfig.CpuQuota": 0, "HostConfig.CpuRealtimePeriod": 0,
-    "HostConfig.CpuRealtimeRuntime": 0, "HostConfig.CpusetCpus": "", "HostConfig.CpusetMems": "",
-    "HostConfig.MemoryReservation": 0, "HostConfig.OomScoreAdj": 0, "HostConfig.ContainerIDFile": "",
-    "HostConfig.Binds": None, "HostConfig.Mounts": None, "HostConfig.MemorySwap": None, "HostConfig.SecurityOpt": None,
-    "HostConfig.DeviceCgroupRules": None, "HostConfig.DeviceRequests": None, "HostConfig.CpuCount": 0,
-    "HostConfig.CpuPercent": 0, "HostConfig.IOMaximumIOps": 0, "HostConfig.IOMaximumBandwidth": 0,
+    "Config.AttachStdin": None,
+    "Config.AttachStdout": None,
+    "Config.AttachStderr": None,
+    "Config.StdinOnce": None,
+    "Config.Domainname": "",
+    "HostConfig.NetworkMode": None,
+    "HostConfig.RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+    "HostConfig.LogConfig": None,
+    "HostConfig.ShmSize": 67108864,
+    "HostConfig.CgroupnsMode": None,
+    "HostConfig.ConsoleSize": None,
+    "HostConfig.MaskedPaths": None,
+    "HostConfig.ReadonlyPaths": None,
+    "HostConfig.Isolation": "",
+    "HostConfig.IpcMode": ("private", "shareable", ""),
+    "HostConfig.PidMode": "",
+    "HostConfig.UTSMode": "",
+    "HostConfig.UsernsMode": "",
+    "HostConfig.Cgroup": "",
+    "HostConfig.CgroupParent": "",
+    "HostConfig.Runtime": "runc",
+    "HostConfig.OomKillDisable": (False, None),
+    "HostConfig.MemorySwappiness": None,
+    "HostConfig.KernelMemory": 0,
+    "HostConfig.KernelMemoryTCP": 0,
+    "HostConfig.CpuShares": 0,
+    "HostConfig.VolumeDriver": "",
+    "HostConfig.PublishAllPorts": False,
+    "HostConfig.Privileged": False,
+    "HostConfig.Links": None,
+    "HostConfig.Dns": [],
+    "HostConfig.DnsOptions": [],
+    "HostConfig.DnsSearch": [],
+    "HostConfig.BlkioWeight": 0,
+    "HostConfig.CpuPeriod": 0,
+    "HostConfig.CpuQuota": 0,
+    "HostConfig.CpuRealtimePeriod": 0,
+    "HostConfig.CpuRealtimeRuntime": 0,
+    "HostConfig.CpusetCpus": "",
+    "HostConfig.CpusetMems": "",
+    "HostConfig.MemoryReservation": 0,
+    "HostConfig.OomScoreAdj": 0,
+    "HostConfig.ContainerIDFile": "",
+    "HostConfig.Binds": None,
+    "HostConfig.Mounts": None,
+    "HostConfig.MemorySwap": None,
+    "HostConfig.SecurityOpt": None,
+    "HostConfig.DeviceCgroupRules": None,
+    "HostConfig.DeviceRequests": None,
+    "HostConfig.CpuCount": 0,
+    "HostConfig.CpuPercent": 0,
+    "HostConfig.IOMaximumIOps": 0,
+    "HostConfig.IOMaximumBandwidth": 0,
 }
 
 
@@ -46,7 +104,9 @@ def read_docker(text: str, origin: str = "") -> Conversion:
         raise InvalidSpec(f"docker inspect JSON {origin or '<stdin>'} is not valid JSON: {exc}") from None
     if isinstance(doc, list):
         if len(doc) != 1:
-            raise InvalidSpec(f"docker inspect JSON {origin or '<stdin>'} holds {len(doc)} containers: convert one at a time")
+            raise InvalidSpec(
+                f"docker inspect JSON {origin or '<stdin>'} holds {len(doc)} containers: convert one at a time"
+            )
         doc = doc[0]
     if not isinstance(doc, dict) or "Config" not in doc:
         raise InvalidSpec(f"{origin or '<stdin>'} is not the `docker inspect` of a container (no Config)")
@@ -107,7 +167,9 @@ def docker_to_spec(doc: dict, volumes_as_binds: bool = True) -> Conversion:
     spec["privileged"] = bool(get(host, "HostConfig", "Privileged"))
     log = host.get("LogConfig") or {}
     if log.get("Type") not in (None, "", "json-file", "none") or log.get("Config"):
-        conv.warn(f"HostConfig.LogConfig = {json.dumps(log)}", "ctr keeps logs in docker's json-file format, unconfigurable")
+        conv.warn(
+            f"HostConfig.LogConfig = {json.dumps(log)}", "ctr keeps logs in docker's json-file format, unconfigurable"
+        )
     used.update(("HostConfig.LogConfig", "HostConfig.SecurityOpt", "HostConfig.MemorySwap"))
     for section, sname in ((config, "Config"), (host, "HostConfig")):
         for key, value in section.items():
@@ -118,8 +180,11 @@ def docker_to_spec(doc: dict, volumes_as_binds: bool = True) -> Conversion:
                 continue  # handled with the mounts
             conv.warn(f"{path} = {json.dumps(value)}", "no equivalent in a ctr spec")
     state = [k for k in doc if k in DOCKER_STATE]
-    other = [k for k in doc if k not in DOCKER_STATE and k not in ("Config", "HostConfig", "Name", "Mounts")
-             and not is_default(doc[k])]
+    other = [
+        k
+        for k in doc
+        if k not in DOCKER_STATE and k not in ("Config", "HostConfig", "Name", "Mounts") and not is_default(doc[k])
+    ]
     for k in other:
         conv.warn(f"{k} = {json.dumps(doc[k])}", "no equivalent in a ctr spec")
     if state:
@@ -135,8 +200,10 @@ def _docker_security(conv: Conversion, opts: list[str]) -> None:
     for opt in opts:
         key, _, value = opt.replace(":", "=", 1).partition("=")
         if key == "seccomp" and value.lstrip().startswith("{"):
-            conv.warn("HostConfig.SecurityOpt seccomp={...}", "a custom profile's JSON text: save it to a file and "
-                      "pass --security-opt seccomp=FILE")
+            conv.warn(
+                "HostConfig.SecurityOpt seccomp={...}",
+                "a custom profile's JSON text: save it to a file and pass --security-opt seccomp=FILE",
+            )
             continue
         if key == "seccomp" and value == "builtin":
             continue  # the engine's default profile: ctr's default is the same
@@ -169,12 +236,25 @@ def _docker_mounts(conv: Conversion, doc: dict, host: dict, volumes_as_binds: bo
         mounts = []
         for bind in host.get("Binds") or []:
             parts = bind.split(":")
-            mounts.append({"Type": "bind" if parts[0].startswith("/") else "volume", "Source": parts[0],
-                           "Name": parts[0], "Destination": parts[1] if len(parts) > 1 else parts[0],
-                           "RW": not (len(parts) > 2 and "ro" in parts[2].split(","))})
+            mounts.append(
+                {
+                    "Type": "bind" if parts[0].startswith("/") else "volume",
+                    "Source": parts[0],
+                    "Name": parts[0],
+                    "Destination": parts[1] if len(parts) > 1 else parts[0],
+                    "RW": not (len(parts) > 2 and "ro" in parts[2].split(",")),
+                }
+            )
         for m in host.get("Mounts") or []:
-            mounts.append({"Type": m.get("Type"), "Source": m.get("Source"), "Name": m.get("Source"),
-                           "Destination": m.get("Target"), "RW": not m.get("ReadOnly")})
+            mounts.append(
+                {
+                    "Type": m.get("Type"),
+                    "Source": m.get("Source"),
+                    "Name": m.get("Source"),
+                    "Destination": m.get("Target"),
+                    "RW": not m.get("ReadOnly"),
+                }
+            )
     covered = set()
     for n, m in enumerate(mounts):
         kind, src, dst = m.get("Type"), m.get("Source") or "", m.get("Destination") or ""
@@ -184,11 +264,13 @@ def _docker_mounts(conv: Conversion, doc: dict, host: dict, volumes_as_binds: bo
             conv.spec["mounts"].append({"source": src, "target": dst, "read_only": read_only})
         elif kind == "volume" and volumes_as_binds and src.startswith("/"):
             conv.spec["mounts"].append({"source": src, "target": dst, "read_only": read_only})
-            conv.warn(f"Mounts[{n}] (volume {m.get('Name')} at {dst})", f"ctr has no named volumes: a bind mount of "
-                      f"its directory {src} instead")
+            conv.warn(
+                f"Mounts[{n}] (volume {m.get('Name')} at {dst})",
+                f"ctr has no named volumes: a bind mount of its directory {src} instead",
+            )
         else:
             conv.warn(f"Mounts[{n}] ({kind} {m.get('Name') or src} at {dst})", "only bind mounts have an equivalent")
-    for path in ((doc.get("Config") or {}).get("Volumes") or {}):
+    for path in (doc.get("Config") or {}).get("Volumes") or {}:
         if path not in covered:
             conv.warn(f"Config.Volumes {path}", "an anonymous volume of the image: ctr has no volumes of its own")
 
@@ -257,8 +339,12 @@ def write_compose(spec: dict, resolve: Callable[[str], Any] | None = None) -> tu
         if spec.get(key):
             service.append((ckey, spec[key]))
     if spec.get("mounts"):
-        service.append(("volumes", [f"{m['source']}:{m['target']}" + (":ro" if m.get("read_only") else "")
-                                    for m in spec["mounts"]]))
+        service.append(
+            (
+                "volumes",
+                [f"{m['source']}:{m['target']}" + (":ro" if m.get("read_only") else "") for m in spec["mounts"]],
+            )
+        )
     if spec.get("read_only"):
         service.append(("read_only", True))
     if spec.get("memory") is not None:

@@ -54,7 +54,6 @@ def parse_lxc_config(text: str) -> list[tuple[str, str]]:
     return items
 
 
-
 class _Keys:
     """An LXC config's values by key, in file order (the last one counts), and the keys taken."""
 
@@ -118,8 +117,10 @@ def _read_lxc_process(conv: Conversion, keys: _Keys) -> None:
         if "=" in entry and not entry.startswith("="):
             spec["env"].append(entry)
         else:
-            conv.warn(f"lxc.environment = {entry}", "a variable taken from the environment of lxc-start has no "
-                      "equivalent in a spec (give KEY=VALUE)")
+            conv.warn(
+                f"lxc.environment = {entry}",
+                "a variable taken from the environment of lxc-start has no equivalent in a spec (give KEY=VALUE)",
+            )
     keys.done.add("lxc.environment")
 
 
@@ -135,8 +136,10 @@ def _read_lxc_root(conv: Conversion, keys: _Keys) -> None:
         if rest:
             conv.warn(f"lxc.rootfs.options = {v}", f"only ro/rw have an equivalent (read_only); not {','.join(rest)}")
     if (v := take("lxc.rootfs.path")) is not None:
-        conv.warn(f"lxc.rootfs.path = {v}", "a ctr container's root comes from its image (ctr adopt lxc:NAME "
-                  "makes one from this directory)")
+        conv.warn(
+            f"lxc.rootfs.path = {v}",
+            "a ctr container's root comes from its image (ctr adopt lxc:NAME makes one from this directory)",
+        )
 
 
 def _read_lxc_caps(conv: Conversion, keys: _Keys) -> None:
@@ -146,7 +149,9 @@ def _read_lxc_caps(conv: Conversion, keys: _Keys) -> None:
         names = [] if keep.strip() == "none" else keep.split()
         spec["cap_add"], spec["cap_drop"] = caps_from_set(parse_caps(conv, "lxc.cap.keep", names))
         if drop is not None:
-            conv.warn(f"lxc.cap.drop = {drop}", "lxc.cap.keep is given too, and liblxc refuses both; the keep list is used")
+            conv.warn(
+                f"lxc.cap.drop = {drop}", "lxc.cap.keep is given too, and liblxc refuses both; the keep list is used"
+            )
     elif drop is not None:
         spec["cap_add"], spec["cap_drop"] = ["ALL"], parse_caps(conv, "lxc.cap.drop", drop.split())
     else:
@@ -164,23 +169,31 @@ def _read_lxc_network(conv: Conversion, keys: _Keys) -> None:
             conv.warn(f"lxc.net.0.flags = {last('lxc.net.0.flags')}", "ctr always brings the interface up")
     else:
         spec["network"] = "bridge"
-        conv.warn(f"lxc.net.0.type = {net_type}", "only none, empty and veth have equivalents (host, none, bridge); "
-                  "taken as bridge")
+        conv.warn(
+            f"lxc.net.0.type = {net_type}",
+            "only none, empty and veth have equivalents (host, none, bridge); taken as bridge",
+        )
 
 
 def _lxc_reason(key: str) -> str:
-    for prefix, why in (("lxc.net.", "ctr configures no network interfaces besides the mode (none, host, bridge)"),
-                        ("lxc.apparmor.", "ctr sets no AppArmor profile"), ("lxc.seccomp.", "ctr sets no seccomp profile"),
-                        ("lxc.selinux.", "ctr sets no SELinux context"), ("lxc.hook.", "ctr runs no hooks"),
-                        ("lxc.cgroup", "only memory, cpu and pids limits have equivalents"),
-                        ("lxc.signal.", "ctr stops with SIGTERM, then SIGKILL"), ("lxc.start.", "ctr starts nothing on boot"),
-                        ("lxc.log.", "ctr keeps logs itself"), ("lxc.idmap", "ctr runs no user namespaces"),
-                        ("lxc.prlimit.", "ctr sets no rlimits"), ("lxc.sysctl.", "ctr sets no sysctls"),
-                        ("lxc.include", "included files are not read by ctr convert")):
+    for prefix, why in (
+        ("lxc.net.", "ctr configures no network interfaces besides the mode (none, host, bridge)"),
+        ("lxc.apparmor.", "ctr sets no AppArmor profile"),
+        ("lxc.seccomp.", "ctr sets no seccomp profile"),
+        ("lxc.selinux.", "ctr sets no SELinux context"),
+        ("lxc.hook.", "ctr runs no hooks"),
+        ("lxc.cgroup", "only memory, cpu and pids limits have equivalents"),
+        ("lxc.signal.", "ctr stops with SIGTERM, then SIGKILL"),
+        ("lxc.start.", "ctr starts nothing on boot"),
+        ("lxc.log.", "ctr keeps logs itself"),
+        ("lxc.idmap", "ctr runs no user namespaces"),
+        ("lxc.prlimit.", "ctr sets no rlimits"),
+        ("lxc.sysctl.", "ctr sets no sysctls"),
+        ("lxc.include", "included files are not read by ctr convert"),
+    ):
         if key.startswith(prefix):
             return why
     return "no equivalent in a ctr spec"
-
 
 
 def _lxc_mount(conv: Conversion, entry: str) -> None:
@@ -198,7 +211,9 @@ def _lxc_mount(conv: Conversion, entry: str) -> None:
         return
     extra = sorted(options - _LXC_BIND_OPTIONS)
     if extra:
-        conv.warn(f"lxc.mount.entry = {entry}", f"mount options {','.join(extra)} have no equivalent; the bind mount is kept")
+        conv.warn(
+            f"lxc.mount.entry = {entry}", f"mount options {','.join(extra)} have no equivalent; the bind mount is kept"
+        )
     target = "/" + dst.lstrip("/")
     conv.spec["mounts"].append({"source": src, "target": target, "read_only": "ro" in options})
     if "optional" in options and not os.path.exists(src):
@@ -238,7 +253,6 @@ def _lxc_limits(conv: Conversion, values: dict[str, list[str]], done: set[str]) 
             done.add(key)
             value = values[key][-1].strip()
             spec["pids_limit"] = -1 if value == "max" else int(value)
-
 
 
 def write_lxc(spec: dict, resolve: Callable[[str], Any] | None = None) -> tuple[str, list[str]]:
@@ -284,8 +298,9 @@ def write_lxc(spec: dict, resolve: Callable[[str], Any] | None = None) -> tuple[
     return "\n".join(lines) + "\n", warnings
 
 
-def _write_lxc_process(spec: dict, resolve: Callable[[str], Any] | None, add: Callable[[str, Any], None],
-                       warnings: list[str]) -> None:
+def _write_lxc_process(
+    spec: dict, resolve: Callable[[str], Any] | None, add: Callable[[str, Any], None], warnings: list[str]
+) -> None:
     args, env, cwd, user, complete = resolved_process(spec, resolve)
     if spec.get("image"):
         warnings.append(f"image = {spec['image']}: an LXC container's root is lxc.rootfs.path; unpack the image there")
@@ -295,12 +310,16 @@ def _write_lxc_process(spec: dict, resolve: Callable[[str], Any] | None, add: Ca
         add("lxc.uts.name", spec["hostname"])
     if args:
         if any(not a or re.search(r"\s", a) for a in args):
-            warnings.append(f"command = {args}: liblxc splits lxc.init.cmd at blanks, so an empty argument or one "
-                            "with blanks cannot be written; written as it splits")
+            warnings.append(
+                f"command = {args}: liblxc splits lxc.init.cmd at blanks, so an empty argument or one "
+                "with blanks cannot be written; written as it splits"
+            )
         add("lxc.init.cmd", " ".join(args))
     if not complete:
-        warnings.append(f"entrypoint/command: the image {spec.get('image')} adds to them at run time and is not in "
-                        "this ctr's store; lxc.init.cmd holds only the spec's part")
+        warnings.append(
+            f"entrypoint/command: the image {spec.get('image')} adds to them at run time and is not in "
+            "this ctr's store; lxc.init.cmd holds only the spec's part"
+        )
     if cwd:
         add("lxc.init.cwd", cwd)
     if user:
@@ -338,7 +357,6 @@ def _user(uid: Any, gid: Any) -> str | None:
     if uid in (None, "") and gid in (None, ""):
         return None
     return f"{uid or 0}" + (f":{gid}" if gid not in (None, "") else "")
-
 
 
 def _fstab_unescape(text: str) -> str:

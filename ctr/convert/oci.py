@@ -89,7 +89,7 @@ def _read_oci_process(conv: Conversion, process: dict) -> None:
 
 def _read_oci_resources(conv: Conversion, resources: dict) -> None:
     spec = conv.spec
-    memory = (resources.pop("memory", None) or {})
+    memory = resources.pop("memory", None) or {}
     spec["memory"] = memory.get("limit") or None
     for k, v in memory.items():
         if k not in ("limit", "swap") and not is_default(v):
@@ -121,8 +121,20 @@ def _read_oci_linux(conv: Conversion, linux: dict) -> None:
     for ns in ("pid", "ipc", "uts", "mount"):
         if ns not in namespaces:
             conv.warn(f"linux.namespaces (no {ns})", f"ctr always gives a container its own {ns} namespace")
-    for k in ("maskedPaths", "readonlyPaths", "cgroupsPath", "seccomp", "uidMappings", "gidMappings", "sysctl",
-              "devices", "rootfsPropagation", "mountLabel", "intelRdt", "personality"):
+    for k in (
+        "maskedPaths",
+        "readonlyPaths",
+        "cgroupsPath",
+        "seccomp",
+        "uidMappings",
+        "gidMappings",
+        "sysctl",
+        "devices",
+        "rootfsPropagation",
+        "mountLabel",
+        "intelRdt",
+        "personality",
+    ):
         v = linux.pop(k, None)
         if k in ("maskedPaths", "readonlyPaths", "cgroupsPath") or is_default(v):
             continue  # ctr applies Docker's fixed lists; the cgroup path is ctr's choice
@@ -142,8 +154,10 @@ def write_oci(spec: dict, resolve: Callable[[str], Any] | None = None) -> tuple[
     if spec.get("image"):
         warnings.append(f"image = {spec['image']}: an OCI bundle has no image; unpack it into root.path (rootfs)")
     if not complete:
-        warnings.append(f"entrypoint/command: the image {spec.get('image')} adds to them at run time and is not in "
-                        "this ctr's store; process.args holds only the spec's part")
+        warnings.append(
+            f"entrypoint/command: the image {spec.get('image')} adds to them at run time and is not in "
+            "this ctr's store; process.args holds only the spec's part"
+        )
     ids = numeric_user(user)
     if ids is None:
         warnings.append(f"user = {user}: an OCI config takes numeric ids; written as 0:0")
@@ -151,24 +165,51 @@ def write_oci(spec: dict, resolve: Callable[[str], Any] | None = None) -> tuple[
     caps = effective_caps(spec)
     mounts = [
         {"destination": "/proc", "type": "proc", "source": "proc"},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        {
+            "destination": "/dev",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+        },
+        {
+            "destination": "/dev/pts",
+            "type": "devpts",
+            "source": "devpts",
+            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        },
+        {
+            "destination": "/dev/shm",
+            "type": "tmpfs",
+            "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        },
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+        {
+            "destination": "/sys/fs/cgroup",
+            "type": "cgroup",
+            "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+        },
     ]
     for m in spec.get("mounts") or []:
-        mounts.append({"destination": m["target"], "type": "bind", "source": m["source"],
-                       "options": ["rbind", "ro" if m.get("read_only") else "rw"]})
+        mounts.append(
+            {
+                "destination": m["target"],
+                "type": "bind",
+                "source": m["source"],
+                "options": ["rbind", "ro" if m.get("read_only") else "rw"],
+            }
+        )
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")]
     network = spec.get("network") or "none"
     if network != "host":
         namespaces.append({"type": "network"})
     if network == "bridge":
-        warnings.append("network = bridge: an OCI config has no network setup; the container gets a network "
-                        "namespace with lo only, unless a hook adds an interface")
+        warnings.append(
+            "network = bridge: an OCI config has no network setup; the container gets a network "
+            "namespace with lo only, unless a hook adds an interface"
+        )
     resources: dict = {"devices": [{"allow": False, "access": "rwm"}]}
     if spec.get("memory") is not None:
         resources["memory"] = {"limit": spec["memory"]}
@@ -178,25 +219,37 @@ def write_oci(spec: dict, resolve: Callable[[str], Any] | None = None) -> tuple[
         resources["pids"] = {"limit": spec["pids_limit"]}
     doc = {
         "ociVersion": "1.0.2",
-        "process": {"terminal": bool(spec.get("tty")), "user": {"uid": ids[0], "gid": ids[1]}, "args": args,
-                    "env": env, "cwd": cwd or "/",
-                    "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
-                    "noNewPrivileges": True},
+        "process": {
+            "terminal": bool(spec.get("tty")),
+            "user": {"uid": ids[0], "gid": ids[1]},
+            "args": args,
+            "env": env,
+            "cwd": cwd or "/",
+            "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+            "noNewPrivileges": True,
+        },
         "root": {"path": "rootfs", "readonly": bool(spec.get("read_only"))},
         "hostname": spec.get("hostname") or "",
         "mounts": mounts,
-        "linux": {"resources": resources, "namespaces": namespaces, "maskedPaths": list(MASKED_PATHS),
-                  "readonlyPaths": list(READONLY_PATHS)},
+        "linux": {
+            "resources": resources,
+            "namespaces": namespaces,
+            "maskedPaths": list(MASKED_PATHS),
+            "readonlyPaths": list(READONLY_PATHS),
+        },
     }
     if spec.get("labels"):
         doc["annotations"] = dict(spec["labels"])
     if spec.get("name"):
-        warnings.append(f"name = {spec['name']}: the container id is given to the runtime (runc run ID), not in config.json")
+        warnings.append(
+            f"name = {spec['name']}: the container id is given to the runtime (runc run ID), not in config.json"
+        )
     if spec.get("stdin"):
         warnings.append("stdin = true: whether stdin stays open is up to whoever runs the bundle")
     if spec.get("auto_remove"):
-        warnings.append("auto_remove = true: `runc run` removes the container when it exits anyway; detached, "
-                        "the caller deletes it")
+        warnings.append(
+            "auto_remove = true: `runc run` removes the container when it exits anyway; detached, the caller deletes it"
+        )
     if not spec.get("hostname"):
         del doc["hostname"]
     return json.dumps(doc, indent=2) + "\n", warnings

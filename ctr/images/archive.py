@@ -289,8 +289,10 @@ def detect_format(archive: _Archive) -> str:
     if isinstance(archive, _DirArchive):
         if archive.exists("index.json"):
             return "oci"
-        raise CtrError(f"directory {archive.what} is neither an OCI image layout (index.json) nor an unpacked "
-                       "docker save (manifest.json)")
+        raise CtrError(
+            f"directory {archive.what} is neither an OCI image layout (index.json) nor an unpacked "
+            "docker save (manifest.json)"
+        )
     return "rootfs"
 
 
@@ -333,8 +335,9 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _import_rootfs(ingest: Ingest, source: Path, kind: str, what: str, name: str, config: ImageConfig,
-                   labels: dict[str, str]) -> tuple[str, str, str]:
+def _import_rootfs(
+    ingest: Ingest, source: Path, kind: str, what: str, name: str, config: ImageConfig, labels: dict[str, str]
+) -> tuple[str, str, str]:
     digest, size = ingest.add_file(source, what=f"layer {what}")
     diff_id = ingest.diff_id(digest, what=what)
     created = _now()
@@ -346,14 +349,18 @@ def _import_rootfs(ingest: Ingest, source: Path, kind: str, what: str, name: str
         "os": "linux",
         "config": {**config.to_oci(), **({"Labels": labels} if labels else {})},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created": created, "created_by": "ctr image import",
-                     "comment": f"imported from {os.path.basename(what)}"}],
+        "history": [
+            {"created": created, "created_by": "ctr image import", "comment": f"imported from {os.path.basename(what)}"}
+        ],
     }
     config_bytes = canonical_json(doc)
     config_digest = ingest.add_bytes(config_bytes, what=f"config of {name}")
-    manifest = {"schemaVersion": 2, "mediaType": MEDIA_MANIFEST,
-                "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": len(config_bytes)},
-                "layers": [{"mediaType": _COMPRESSED_MEDIA[kind], "digest": digest, "size": size}]}
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": len(config_bytes)},
+        "layers": [{"mediaType": _COMPRESSED_MEDIA[kind], "digest": digest, "size": size}],
+    }
     return name, ingest.add_bytes(canonical_json(manifest), what=f"manifest of {name}"), MEDIA_MANIFEST
 
 
@@ -374,12 +381,14 @@ def _pick(what: str, candidates: list[tuple[object, list[str]]], target: str) ->
     names = sorted({n for _, ns in candidates for n in ns})
     if not names:
         raise InvalidSpec(f"archive {what} holds {len(candidates)} images without names: --name cannot pick one")
-    raise InvalidSpec(f"archive {what} holds {len(candidates)} images, none named {target}: "
-                      f"--name picks one of {', '.join(names)}")
+    raise InvalidSpec(
+        f"archive {what} holds {len(candidates)} images, none named {target}: --name picks one of {', '.join(names)}"
+    )
 
 
-def _import_docker_archive(store: ImageStore, ingest: Ingest, archive: _Archive,
-                           target: str | None) -> list[tuple[str, str, str]]:
+def _import_docker_archive(
+    store: ImageStore, ingest: Ingest, archive: _Archive, target: str | None
+) -> list[tuple[str, str, str]]:
     what = archive.what
     entries = json.loads(archive.read("manifest.json", MANIFEST_LIMIT))
     if not entries:
@@ -389,7 +398,11 @@ def _import_docker_archive(store: ImageStore, ingest: Ingest, archive: _Archive,
     out = []
     for n, entry in enumerate(entries):
         layers, config_name = entry.get("Layers"), entry.get("Config")
-        if not isinstance(config_name, str) or not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
+        if (
+            not isinstance(config_name, str)
+            or not isinstance(layers, list)
+            or not all(isinstance(x, str) for x in layers)
+        ):
             raise CtrError(f"archive {what}: manifest.json entry {n} is malformed")
         tags = entry.get("RepoTags") or []
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
@@ -399,8 +412,9 @@ def _import_docker_archive(store: ImageStore, ingest: Ingest, archive: _Archive,
             raise InvalidSpec(f"archive {what}: image {n} ({config_name}) has no name (RepoTags is empty): give --name")
         label = names[0]
         config_bytes = archive.read(config_name, CONFIG_LIMIT)
-        config_digest = ingest.add_bytes(config_bytes, what=f"config {config_name} of {label}",
-                                         expected=_digest_of_blob_name(config_name))
+        config_digest = ingest.add_bytes(
+            config_bytes, what=f"config {config_name} of {label}", expected=_digest_of_blob_name(config_name)
+        )
         config = parse_json(config_bytes, f"archive {what}: config {config_name}")
         diff_ids = check_config(config, len(layers), f"archive {what}: config {config_name}")
         descriptors = []
@@ -409,17 +423,24 @@ def _import_docker_archive(store: ImageStore, ingest: Ingest, archive: _Archive,
             with archive.open(layer_name) as f:
                 head = f.read(4)
             with archive.open(layer_name) as f:
-                digest, size = ingest.add_blob(f, what=f"archive {what}: layer {layer_name}",
-                                               expected=_digest_of_blob_name(layer_name))
+                digest, size = ingest.add_blob(
+                    f, what=f"archive {what}: layer {layer_name}", expected=_digest_of_blob_name(layer_name)
+                )
             got = ingest.diff_id(digest, what=layer_what)
             if got != diff_id:
-                raise CtrError(f"archive {what}: layer {layer_name} does not match its diff_id {diff_id} in "
-                               f"{config_name}: the content has {got}")
-            descriptors.append({"mediaType": _COMPRESSED_MEDIA[sniff_compression(head)], "digest": digest,
-                                "size": size})
-        manifest = {"schemaVersion": 2, "mediaType": MEDIA_MANIFEST,
-                    "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": len(config_bytes)},
-                    "layers": descriptors}
+                raise CtrError(
+                    f"archive {what}: layer {layer_name} does not match its diff_id {diff_id} in "
+                    f"{config_name}: the content has {got}"
+                )
+            descriptors.append(
+                {"mediaType": _COMPRESSED_MEDIA[sniff_compression(head)], "digest": digest, "size": size}
+            )
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_MANIFEST,
+            "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": len(config_bytes)},
+            "layers": descriptors,
+        }
         digest = ingest.add_bytes(canonical_json(manifest), what=f"manifest of {label}")
         out += [(name, digest, MEDIA_MANIFEST) for name in names]
     return out
@@ -455,12 +476,16 @@ def _import_oci(store: ImageStore, ingest: Ingest, archive: _Archive, target: st
     for group_name, group in groups.items():
         name = target or group_name
         if not name:
-            raise InvalidSpec(f"archive {what}: an image in index.json carries no name "
-                              f"(no {CONTAINERD_NAME} or full {REF_ANNOTATION} annotation): give --name")
+            raise InvalidSpec(
+                f"archive {what}: an image in index.json carries no name "
+                f"(no {CONTAINERD_NAME} or full {REF_ANNOTATION} annotation): give --name"
+            )
         top = choose_platform(group, f"archive {what}") if len(group) > 1 else group[0]
         manifest_desc, media = _resolve_oci(ingest, archive, top, name, 0)
         manifest_what = f"archive {what}: manifest {manifest_desc['digest']}"
-        manifest = parse_json(ingest.read(manifest_desc["digest"], what=manifest_what, limit=MANIFEST_LIMIT), manifest_what)
+        manifest = parse_json(
+            ingest.read(manifest_desc["digest"], what=manifest_what, limit=MANIFEST_LIMIT), manifest_what
+        )
         config_desc, layers = check_manifest(manifest, manifest_what)
         _stage_oci_blob(ingest, archive, config_desc, manifest_what, CONFIG_LIMIT)
         config_what = f"archive {what}: config {config_desc['digest']}"
@@ -470,8 +495,10 @@ def _import_oci(store: ImageStore, ingest: Ingest, archive: _Archive, target: st
             _stage_oci_blob(ingest, archive, layer, manifest_what, None)
             got = ingest.diff_id(layer["digest"], what=f"{layer['digest']} in {what}")
             if got != diff_id:
-                raise CtrError(f"archive {what}: layer {layer['digest']} does not match its diff_id {diff_id}: "
-                               f"the content has {got}")
+                raise CtrError(
+                    f"archive {what}: layer {layer['digest']} does not match its diff_id {diff_id}: "
+                    f"the content has {got}"
+                )
         out.append((name, manifest_desc["digest"], media))
     return out
 
@@ -499,8 +526,13 @@ def _stage_oci_blob(ingest: Ingest, archive: _Archive, desc: dict, by: str, limi
     if not archive.exists(_blob_name(digest)):
         raise archive.missing(_blob_name(digest), by)
     with archive.open(_blob_name(digest)) as f:
-        ingest.add_blob(f, what=f"archive {archive.what}: blob {digest}", expected=digest,
-                        size=desc.get("size") if desc.get("size") else None, limit=limit)
+        ingest.add_blob(
+            f,
+            what=f"archive {archive.what}: blob {digest}",
+            expected=digest,
+            size=desc.get("size") if desc.get("size") else None,
+            limit=limit,
+        )
 
 
 def _resolve_oci(ingest: Ingest, archive: _Archive, desc: dict, name: str, depth: int) -> tuple[dict, str]:

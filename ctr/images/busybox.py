@@ -39,10 +39,10 @@ def _elf_info(path: str) -> tuple[bool, str] | None:
             is64, endian = head[4] == 2, "<" if head[5] == 1 else ">"
             machine = struct.unpack_from(endian + "H", head, 18)[0]
             if is64:
-                phoff, = struct.unpack_from(endian + "Q", head, 32)
+                (phoff,) = struct.unpack_from(endian + "Q", head, 32)
                 phentsize, phnum = struct.unpack_from(endian + "HH", head, 54)
             else:
-                phoff, = struct.unpack_from(endian + "I", head, 28)
+                (phoff,) = struct.unpack_from(endian + "I", head, 28)
                 phentsize, phnum = struct.unpack_from(endian + "HH", head, 42)
             f.seek(phoff)
             table = f.read(phentsize * phnum)
@@ -73,10 +73,14 @@ def find_busybox() -> tuple[str, str]:
             return path, info[1]
         dynamic.append(path)
     if dynamic:
-        raise NotFound(f"busybox at {dynamic[0]} is dynamically linked and cannot run in an empty image: "
-                       "apt-get install busybox-static")
-    raise NotFound("no busybox found on this host (looked in PATH, /bin, /usr/bin) for the built-in "
-                   "busybox image: apt-get install busybox-static")
+        raise NotFound(
+            f"busybox at {dynamic[0]} is dynamically linked and cannot run in an empty image: "
+            "apt-get install busybox-static"
+        )
+    raise NotFound(
+        "no busybox found on this host (looked in PATH, /bin, /usr/bin) for the built-in "
+        "busybox image: apt-get install busybox-static"
+    )
 
 
 def busybox_facts(busybox: str) -> tuple[str, str, list[str]]:
@@ -103,9 +107,22 @@ def busybox_facts(busybox: str) -> tuple[str, str, list[str]]:
     return version, banner.removesuffix(" multi-call binary."), sorted(clean)
 
 
-_BUILTIN_DIRS = {"bin": 0o755, "dev": 0o755, "etc": 0o755, "home": 0o755, "proc": 0o555, "root": 0o700,
-                 "run": 0o755, "sbin": 0o755, "sys": 0o555, "tmp": 0o1777, "usr": 0o755,
-                 "usr/bin": 0o755, "usr/sbin": 0o755, "var": 0o755}
+_BUILTIN_DIRS = {
+    "bin": 0o755,
+    "dev": 0o755,
+    "etc": 0o755,
+    "home": 0o755,
+    "proc": 0o555,
+    "root": 0o700,
+    "run": 0o755,
+    "sbin": 0o755,
+    "sys": 0o555,
+    "tmp": 0o1777,
+    "usr": 0o755,
+    "usr/bin": 0o755,
+    "usr/sbin": 0o755,
+    "var": 0o755,
+}
 _BUILTIN_FILES = {
     "etc/passwd": b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n",
     "etc/group": b"root:x:0:\nnobody:x:65534:\n",

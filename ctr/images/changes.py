@@ -34,9 +34,11 @@ def parse_changes(changes: Sequence[str]) -> tuple[ImageConfig, dict[str, str]]:
         if not line:
             continue
         instr, _, rest = line.replace("\t", " ").partition(" ")
-        instr, rest = instr.upper(), line[len(instr):].strip()
+        instr, rest = instr.upper(), line[len(instr) :].strip()
         if instr not in CHANGE_INSTRUCTIONS:
-            raise InvalidSpec(f"--change {change!r}: {instr} is not supported; use one of {', '.join(CHANGE_INSTRUCTIONS)}")
+            raise InvalidSpec(
+                f"--change {change!r}: {instr} is not supported; use one of {', '.join(CHANGE_INSTRUCTIONS)}"
+            )
         if not rest and instr not in ("CMD", "ENTRYPOINT"):
             raise InvalidSpec(f"--change {change!r}: {instr} needs an argument")
         if instr in ("CMD", "ENTRYPOINT"):
@@ -55,8 +57,9 @@ def parse_changes(changes: Sequence[str]) -> tuple[ImageConfig, dict[str, str]]:
             user = _words(rest, env, change, split=False)[0]
             if not user:
                 raise InvalidSpec(f"--change {change!r}: USER needs a user name or uid")
-    config = ImageConfig(entrypoint=entrypoint, cmd=cmd, env=tuple(f"{k}={v}" for k, v in env.items()),
-                         workdir=workdir, user=user)
+    config = ImageConfig(
+        entrypoint=entrypoint, cmd=cmd, env=tuple(f"{k}={v}" for k, v in env.items()), workdir=workdir, user=user
+    )
     return config, labels
 
 
@@ -69,7 +72,7 @@ def _exec_or_shell(rest: str, change: str) -> tuple[str, ...]:
         if isinstance(args, list) and all(isinstance(a, str) for a in args):
             return tuple(args)
     if not rest:
-        raise InvalidSpec(f"--change {change!r}: needs a command, in JSON form [\"cmd\", \"arg\"] or shell form")
+        raise InvalidSpec(f'--change {change!r}: needs a command, in JSON form ["cmd", "arg"] or shell form')
     return ("/bin/sh", "-c", rest)
 
 

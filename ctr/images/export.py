@@ -44,8 +44,14 @@ def export_image(store: ImageStore, ref: str, dest: str, fmt: str = "oci") -> Im
     return image
 
 
-def export_oci(store: ImageStore, image: Image, out: BinaryIO, *, annotations: dict[str, str] | None = None,
-               extra: dict | None = None) -> None:
+def export_oci(
+    store: ImageStore,
+    image: Image,
+    out: BinaryIO,
+    *,
+    annotations: dict[str, str] | None = None,
+    extra: dict | None = None,
+) -> None:
     """Write `image` as an OCI image layout tar that `docker load` also reads.
 
     oci-layout, index.json (one entry: org.opencontainers.image.ref.name is the
@@ -61,13 +67,22 @@ def export_oci(store: ImageStore, image: Image, out: BinaryIO, *, annotations: d
     names = {"io.containerd.image.name": full_ref(image.name)}
     if tag:
         names[REF_ANNOTATION] = tag
-    entry = {"mediaType": image.media_type, "digest": image.digest, "size": len(manifest),
-             "annotations": {**names, **(annotations or {})}}
+    entry = {
+        "mediaType": image.media_type,
+        "digest": image.digest,
+        "size": len(manifest),
+        "annotations": {**names, **(annotations or {})},
+    }
     index = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": [entry]}
     blob_names = [f"blobs/sha256/{hex_digest(d)}" for d in image.layer_digests]
-    docker_manifest = [{"Config": f"blobs/sha256/{hex_digest(image.config_digest)}",
-                        "RepoTags": [image.name] if tag and not digest else [],
-                        "Layers": blob_names, **(extra or {})}]
+    docker_manifest = [
+        {
+            "Config": f"blobs/sha256/{hex_digest(image.config_digest)}",
+            "RepoTags": [image.name] if tag and not digest else [],
+            "Layers": blob_names,
+            **(extra or {}),
+        }
+    ]
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _add(tar, "blobs", 0, None, directory=True)
         _add(tar, "blobs/sha256", 0, None, directory=True)
@@ -106,8 +121,14 @@ def export_docker_archive(store: ImageStore, image: Image, out: BinaryIO, *, ext
     _, tag, digest = split_ref(image.name)
     repo_tags = [image.name] if tag and not digest else []
     layer_names = [f"{hex_digest(d)}/layer.tar" for d in image.diff_ids]
-    manifest = [{"Config": f"{hex_digest(image.config_digest)}.json", "RepoTags": repo_tags, "Layers": layer_names,
-                 **(extra or {})}]
+    manifest = [
+        {
+            "Config": f"{hex_digest(image.config_digest)}.json",
+            "RepoTags": repo_tags,
+            "Layers": layer_names,
+            **(extra or {}),
+        }
+    ]
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _add(tar, f"{hex_digest(image.config_digest)}.json", len(config), io.BytesIO(config))
         done: set[str] = set()

@@ -74,8 +74,15 @@ class Ingest:
     def has(self, digest: str) -> bool:
         return self.path(digest) is not None
 
-    def add_blob(self, src: IO[bytes], *, what: str, expected: str | None = None, size: int | None = None,
-                 limit: int | None = None) -> tuple[str, int]:
+    def add_blob(
+        self,
+        src: IO[bytes],
+        *,
+        what: str,
+        expected: str | None = None,
+        size: int | None = None,
+        limit: int | None = None,
+    ) -> tuple[str, int]:
         """Stream `src` into a staged blob; returns (digest, size).
 
         With `expected` (and `size`), a different digest (or length) is refused and
@@ -194,9 +201,12 @@ class Ingest:
         blobs = (digest, config_desc["digest"], *(layer["digest"] for layer in layers))
         for d in blobs:
             if not self.has(d):
-                raise CtrError(f"{what}: blob {d} vanished from {store.blobs} while this import ran "
-                               "(an image was removed meanwhile): try again")
+                raise CtrError(
+                    f"{what}: blob {d} vanished from {store.blobs} while this import ran "
+                    "(an image was removed meanwhile): try again"
+                )
         size = self.path(digest).stat().st_size  # type: ignore[union-attr]
-        entry = store.index_entry(normalize_ref(name), digest, size, str(config.get("architecture", "")),
-                                  str(config.get("os", "")), media)
+        entry = store.index_entry(
+            normalize_ref(name), digest, size, str(config.get("architecture", "")), str(config.get("os", "")), media
+        )
         return entry, blobs

@@ -181,8 +181,10 @@ def extract_layer(fileobj: IO[bytes], dest: str | os.PathLike, *, layer: str = "
         finally:
             hasher.stop()
     if skipped:
-        _warn(f"layer {layer}: skipped {skipped} device node{'s' if skipped != 1 else ''}: "
-              "creating them needs CAP_MKNOD (rootless Docker and Podman skip them too)")
+        _warn(
+            f"layer {layer}: skipped {skipped} device node{'s' if skipped != 1 else ''}: "
+            "creating them needs CAP_MKNOD (rootless Docker and Podman skip them too)"
+        )
     return digest
 
 
@@ -221,7 +223,7 @@ def _copy_range(src: int, dst: int, offset: int, size: int) -> int:
         while copied < size and (data := os.pread(src, min(size - copied, CHUNK), offset + copied)):
             view = memoryview(data)
             while view:
-                view = view[os.write(dst, view):]
+                view = view[os.write(dst, view) :]
             copied += len(data)
     return copied
 
@@ -280,8 +282,10 @@ def _extract_whiteout(member: tarfile.TarInfo, parts: list[str], root: str, laye
         try:
             os.setxattr(parent, OVERLAY_OPAQUE_XATTR, b"y", follow_symlinks=False)
         except OSError as exc:  # EPERM without root, ENOTSUP on a filesystem without xattrs
-            raise CtrError(f"cannot unpack layer {layer}: opaque whiteout {member.name!r} needs the xattr "
-                           f"{OVERLAY_OPAQUE_XATTR} on {parent}: {exc.strerror}") from None
+            raise CtrError(
+                f"cannot unpack layer {layer}: opaque whiteout {member.name!r} needs the xattr "
+                f"{OVERLAY_OPAQUE_XATTR} on {parent}: {exc.strerror}"
+            ) from None
         return True
     if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
         return True  # aufs bookkeeping (.wh..wh.plnk and the like): nothing to represent
@@ -302,8 +306,9 @@ def _extract_whiteout(member: tarfile.TarInfo, parts: list[str], root: str, laye
 _MADE, _LINKED, _SKIPPED = "made", "linked", "skipped"
 
 
-def _extract_entry(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, root: str, layer: str,
-                   src: int | None) -> str:
+def _extract_entry(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, root: str, layer: str, src: int | None
+) -> str:
     """Create the non-directory `member` at `path`: _MADE (its metadata still to set), _LINKED
     (a hard link, whose shared inode keeps the metadata of its first name) or _SKIPPED (a
     device node without CAP_MKNOD)."""
@@ -317,7 +322,9 @@ def _extract_entry(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, roo
             raise CtrError(f"unsafe layer {layer}: hard link {member.name!r} points at the root")
         target = os.path.join(safe_parent(root, target_parts, layer, create=False), target_parts[-1])
         if not os.path.lexists(target) or os.path.isdir(target) and not os.path.islink(target):
-            raise CtrError(f"unsafe layer {layer}: hard link {member.name!r} -> {member.linkname!r}: no such file in the layer")
+            raise CtrError(
+                f"unsafe layer {layer}: hard link {member.name!r} -> {member.linkname!r}: no such file in the layer"
+            )
         os.link(target, path, follow_symlinks=False)  # links a symlink itself, never its target
         return _LINKED
     elif member.ischr() or member.isblk():
@@ -359,6 +366,7 @@ def _set_dir_metadata(root: str, dirs: list[tuple[list[str], tarfile.TarInfo]]) 
             path = os.path.join(root, *parts)
             os.chmod(path, member.mode & 0o7777)
             os.utime(path, ns=_ns(member.mtime))
+
 
 def scan_layer(fileobj: IO[bytes], *, layer: str) -> str:
     """Check an untrusted uncompressed layer tar without unpacking it; returns its diff_id.
@@ -415,8 +423,10 @@ def check_members(fileobj: IO[bytes], mode: str, layer: str) -> None:
                     for comp in target.split("/"):
                         depth += -1 if comp == ".." else 0 if comp in ("", ".") else 1
                         if depth < 0:
-                            raise CtrError(f"unsafe layer {layer}: symlink {member.name!r} -> {target!r} "
-                                           "leads outside the image root")
+                            raise CtrError(
+                                f"unsafe layer {layer}: symlink {member.name!r} -> {target!r} "
+                                "leads outside the image root"
+                            )
                 symlinks.add(path)
                 continue
             symlinks.discard(path)
@@ -426,8 +436,10 @@ def check_members(fileobj: IO[bytes], mode: str, layer: str) -> None:
                     raise CtrError(f"unsafe layer {layer}: hard link {member.name!r} points at the root")
                 for i in range(1, len(target_parts)):
                     if "/".join(target_parts[:i]) in symlinks:
-                        raise CtrError(f"unsafe layer {layer}: hard link {member.name!r} -> {member.linkname!r} "
-                                       f"goes through the symlink {target_parts[i - 1]!r}")
+                        raise CtrError(
+                            f"unsafe layer {layer}: hard link {member.name!r} -> {member.linkname!r} "
+                            f"goes through the symlink {target_parts[i - 1]!r}"
+                        )
             elif not (member.isreg() or member.isdir() or member.isfifo() or member.ischr() or member.isblk()):
                 raise CtrError(f"unsafe layer {layer}: {member.name!r} has the unknown tar type {member.type!r}")
 

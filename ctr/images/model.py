@@ -26,15 +26,30 @@ MEDIA_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
 MEDIA_DOCKER_LAYER_GZIP = MEDIA_DOCKER_LAYER + ".gzip"
 MANIFEST_TYPES = (MEDIA_MANIFEST, MEDIA_DOCKER_MANIFEST)
 INDEX_TYPES = (MEDIA_INDEX, MEDIA_DOCKER_LIST)
-LAYER_TYPES = (MEDIA_LAYER, MEDIA_LAYER_GZIP, MEDIA_LAYER_ZSTD, MEDIA_DOCKER_LAYER, MEDIA_DOCKER_LAYER_GZIP,
-               "application/vnd.oci.image.layer.nondistributable.v1.tar",
-               "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip")
+LAYER_TYPES = (
+    MEDIA_LAYER,
+    MEDIA_LAYER_GZIP,
+    MEDIA_LAYER_ZSTD,
+    MEDIA_DOCKER_LAYER,
+    MEDIA_DOCKER_LAYER_GZIP,
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+)
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
 
 MANIFEST_LIMIT = 4 << 20  # what distribution accepts for a manifest
 CONFIG_LIMIT = 16 << 20
-MACHINE_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "i686": "386", "i386": "386", "armv7l": "arm", "armv6l": "arm",
-                 "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
+MACHINE_ARCH = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "i686": "386",
+    "i386": "386",
+    "armv7l": "arm",
+    "armv6l": "arm",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
 
 
 def canonical_json(obj: object) -> bytes:

@@ -188,8 +188,15 @@ class RegistryClient:
             req.add_unredirected_header("Authorization", f"Bearer {self.token}")
         return self.opener.open(req, timeout=self.timeout)
 
-    def request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
-                body: Callable[[], object] | None = None, ok: tuple[int, ...] = (200,)):
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        body: Callable[[], object] | None = None,
+        ok: tuple[int, ...] = (200,),
+    ):
         """One request, authenticating once on a 401; `body` makes the data afresh for a retry."""
         url = self._url(path)
         headers = headers or {}
@@ -209,19 +216,25 @@ class RegistryClient:
                 raise CtrError(f"cannot reach registry {self.remote.registry} ({url}): {exc}") from None
             if resp.status not in ok:
                 resp.close()
-                raise CtrError(f"registry {self.remote.registry}: {method} {url} answered {resp.status}, "
-                               f"expected {' or '.join(map(str, ok))}")
+                raise CtrError(
+                    f"registry {self.remote.registry}: {method} {url} answered {resp.status}, "
+                    f"expected {' or '.join(map(str, ok))}"
+                )
             return resp
         raise AssertionError("unreachable")
 
     def _authenticate(self, challenge: str) -> None:
         scheme, _, params = challenge.strip().partition(" ")
         if scheme.lower() == "basic":
-            raise CtrError(f"registry {self.remote.registry} asks for a user name and password (Basic auth); "
-                           "ctr supports anonymous access and bearer tokens only")
+            raise CtrError(
+                f"registry {self.remote.registry} asks for a user name and password (Basic auth); "
+                "ctr supports anonymous access and bearer tokens only"
+            )
         if scheme.lower() != "bearer":
-            raise CtrError(f"registry {self.remote.registry} refused access and offers no token "
-                           f"(WWW-Authenticate: {challenge or 'none'})")
+            raise CtrError(
+                f"registry {self.remote.registry} refused access and offers no token "
+                f"(WWW-Authenticate: {challenge or 'none'})"
+            )
         fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
         realm = fields.get("realm")
         if not realm:
@@ -234,11 +247,13 @@ class RegistryClient:
             with self.opener.open(urllib.request.Request(url), timeout=self.timeout) as resp:
                 doc = json.loads(resp.read(1 << 20))
         except urllib.error.HTTPError as exc:
-            raise CtrError(f"registry {self.remote.registry}: token service {realm} refused {self.scope} "
-                           f"({exc.code} {exc.reason})") from None
+            raise CtrError(
+                f"registry {self.remote.registry}: token service {realm} refused {self.scope} ({exc.code} {exc.reason})"
+            ) from None
         except (urllib.error.URLError, OSError) as exc:
-            raise CtrError(f"registry {self.remote.registry}: cannot reach token service {realm}: "
-                           f"{getattr(exc, 'reason', exc)}") from None
+            raise CtrError(
+                f"registry {self.remote.registry}: cannot reach token service {realm}: {getattr(exc, 'reason', exc)}"
+            ) from None
         except ValueError:
             raise CtrError(f"registry {self.remote.registry}: token service {realm} answered no JSON") from None
         token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
@@ -282,14 +297,24 @@ class RegistryClient:
             media = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
             header_digest = resp.headers.get("Docker-Content-Digest", "")
         if len(data) > MANIFEST_LIMIT:
-            raise CtrError(f"registry {self.remote.registry}: manifest {reference} is larger than {MANIFEST_LIMIT} bytes")
+            raise CtrError(
+                f"registry {self.remote.registry}: manifest {reference} is larger than {MANIFEST_LIMIT} bytes"
+            )
         import hashlib
 
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        expected = reference if reference.startswith("sha256:") else header_digest if header_digest.startswith("sha256:") else ""
+        expected = (
+            reference
+            if reference.startswith("sha256:")
+            else header_digest
+            if header_digest.startswith("sha256:")
+            else ""
+        )
         if expected and digest != expected:
-            raise CtrError(f"registry {self.remote.registry}: manifest {reference} of {self.remote.name} does not "
-                           f"match its digest {expected}: the content has {digest}")
+            raise CtrError(
+                f"registry {self.remote.registry}: manifest {reference} of {self.remote.name} does not "
+                f"match its digest {expected}: the content has {digest}"
+            )
         if media not in (*MANIFEST_TYPES, *INDEX_TYPES):
             doc = parse_json(data, f"manifest {reference} of {self.remote.name}")
             if doc.get("schemaVersion") == 1:
@@ -302,10 +327,16 @@ class RegistryClient:
         digest = desc["digest"]
         resp = self.request("GET", f"{self.remote.repository}/blobs/{digest}")
         with resp:
-            reader = _Progress(_Guarded(resp, f"{what} from {self.remote.registry}"), digest[7:19],
-                               int(desc.get("size") or 0), show)
-            ingest.add_blob(reader, what=f"{what} from {self.remote.registry}", expected=digest,  # type: ignore[arg-type]
-                            size=desc.get("size") or None, limit=limit)
+            reader = _Progress(
+                _Guarded(resp, f"{what} from {self.remote.registry}"), digest[7:19], int(desc.get("size") or 0), show
+            )
+            ingest.add_blob(
+                reader,
+                what=f"{what} from {self.remote.registry}",
+                expected=digest,  # type: ignore[arg-type]
+                size=desc.get("size") or None,
+                limit=limit,
+            )
 
     def blob_exists(self, digest: str) -> bool:
         try:
@@ -333,15 +364,25 @@ class RegistryClient:
             return _Progress(f, digest[7:19], size, show)
 
         try:
-            self.request("PUT", target, headers={"Content-Type": "application/octet-stream",
-                                                 "Content-Length": str(size)}, body=body, ok=(201, 204)).close()
+            self.request(
+                "PUT",
+                target,
+                headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                body=body,
+                ok=(201, 204),
+            ).close()
         finally:
             for f in files:
                 f.close()
 
     def put_manifest(self, reference: str, data: bytes, media: str) -> str:
-        resp = self.request("PUT", f"{self.remote.repository}/manifests/{reference}", body=lambda: data,
-                            headers={"Content-Type": media}, ok=(201, 200, 202))
+        resp = self.request(
+            "PUT",
+            f"{self.remote.repository}/manifests/{reference}",
+            body=lambda: data,
+            headers={"Content-Type": media},
+            ok=(201, 200, 202),
+        )
         with resp:
             return resp.headers.get("Docker-Content-Digest", "")
 
@@ -349,7 +390,9 @@ class RegistryClient:
 # --- pull and push ------------------------------------------------------------------------
 
 
-def pull(store: ImageStore, ref: str, *, progress: bool | None = None, log: Callable[[str], None] | None = None) -> Image:
+def pull(
+    store: ImageStore, ref: str, *, progress: bool | None = None, log: Callable[[str], None] | None = None
+) -> Image:
     """Fetch `ref` into the store (named as normalize_ref(ref) names it) and return it."""
     show = stderr_is_terminal() if progress is None else progress
     say = log or (lambda _msg: None)
@@ -372,7 +415,9 @@ def pull(store: ImageStore, ref: str, *, progress: bool | None = None, log: Call
         ingest.add_bytes(data, what=what, expected=digest)
         config_desc, layers = check_manifest(parse_json(data, what), what)
         if not ingest.has(config_desc["digest"]):
-            client.fetch_blob(config_desc, ingest, what=f"config {config_desc['digest']}", show=False, limit=CONFIG_LIMIT)
+            client.fetch_blob(
+                config_desc, ingest, what=f"config {config_desc['digest']}", show=False, limit=CONFIG_LIMIT
+            )
         config_what = f"config {config_desc['digest']} of {remote.name}"
         config = parse_json(ingest.read(config_desc["digest"], what=config_what), config_what)
         diff_ids = check_config(config, len(layers), config_what)
@@ -383,8 +428,10 @@ def pull(store: ImageStore, ref: str, *, progress: bool | None = None, log: Call
                 client.fetch_blob(layer, ingest, what=f"layer {layer['digest']}", show=show)
             got = ingest.diff_id(layer["digest"], what=f"{layer['digest']} of {remote.name}")
             if got != diff_id:
-                raise CtrError(f"image {remote.name}: layer {layer['digest']} does not match its diff_id {diff_id}: "
-                               f"the content has {got}")
+                raise CtrError(
+                    f"image {remote.name}: layer {layer['digest']} does not match its diff_id {diff_id}: "
+                    f"the content has {got}"
+                )
         return ingest.commit([(remote.name, digest, media)])[0]
 
 
@@ -409,7 +456,9 @@ def push(store: ImageStore, ref: str, *, progress: bool | None = None, log: Call
         client.upload_blob(path, digest, path.stat().st_size, show=show)
     got = client.put_manifest(remote.reference, manifest, image.media_type)
     if got and got != image.digest:
-        raise CtrError(f"registry {remote.registry} stored the manifest of {image.name} as {got}, expected {image.digest}")
+        raise CtrError(
+            f"registry {remote.registry} stored the manifest of {image.name} as {got}, expected {image.digest}"
+        )
     return image.digest
 
 

@@ -90,8 +90,10 @@ class ImageStore:
                     self._build_busybox()
                     image = self.lookup(name)
         if image is None:
-            raise NotFound(f"image {name!r} not found in {self.root}: pull it (ctr image pull), import it "
-                           f"(ctr image import) or tag an image as {name!r}")
+            raise NotFound(
+                f"image {name!r} not found in {self.root}: pull it (ctr image pull), import it "
+                f"(ctr image import) or tag an image as {name!r}"
+            )
         return image
 
     def list(self) -> list[Image]:
@@ -134,9 +136,15 @@ class ImageStore:
             "os": image.os,
             "size": image.size,
             "config": config.get("config") or {},
-            "layers": [{"digest": layer["digest"], "diff_id": diff_id, "size": layer.get("size", 0),
-                        "media_type": layer.get("mediaType", "")}
-                       for layer, diff_id in zip(manifest.get("layers") or [], image.diff_ids)],
+            "layers": [
+                {
+                    "digest": layer["digest"],
+                    "diff_id": diff_id,
+                    "size": layer.get("size", 0),
+                    "media_type": layer.get("mediaType", ""),
+                }
+                for layer, diff_id in zip(manifest.get("layers") or [], image.diff_ids)
+            ],
             "history": config.get("history") or [],
         }
 
@@ -144,8 +152,11 @@ class ImageStore:
         """Names of the containers (any state) whose record says they run `image`."""
         from ctr.state.records import RecordStore
 
-        return [r.name for r in RecordStore(self.paths).list()
-                if r.image == image.name or (r.image_digest and r.image_digest == image.digest)]
+        return [
+            r.name
+            for r in RecordStore(self.paths).list()
+            if r.image == image.name or (r.image_digest and r.image_digest == image.digest)
+        ]
 
     def remove_checked(self, ref: str, force: bool = False) -> Image:
         """remove(), refused while a container uses the image and no other name keeps it (docker rmi).
@@ -160,8 +171,10 @@ class ImageStore:
             others = [i.name for i in self.list() if i.digest == image.digest and i.name != image.name]
             users = self.users(image)
             if users and not others:
-                raise Conflict(f"image {image.name!r} is used by container{'s' if len(users) > 1 else ''} "
-                               f"{', '.join(users)}: remove {'them' if len(users) > 1 else 'it'} first, or use -f")
+                raise Conflict(
+                    f"image {image.name!r} is used by container{'s' if len(users) > 1 else ''} "
+                    f"{', '.join(users)}: remove {'them' if len(users) > 1 else 'it'} first, or use -f"
+                )
         self.remove(image.name)
         return image
 
@@ -204,8 +217,9 @@ class ImageStore:
                         if not plain:
                             raw.drain()
                     except unreadable_layer_errors() as exc:
-                        raise CtrError(f"layer blob {self.blob_path(blob)} is corrupt or truncated: "
-                                       f"{describe_error(exc)}") from None
+                        raise CtrError(
+                            f"layer blob {self.blob_path(blob)} is corrupt or truncated: {describe_error(exc)}"
+                        ) from None
                 got_blob = got_diff if plain else raw.digest
                 if got_blob != blob:
                     raise CtrError(f"layer blob {self.blob_path(blob)} is corrupt: its content has digest {got_blob}")
@@ -218,8 +232,16 @@ class ImageStore:
 
     # changing the store (under the flock)
 
-    def create(self, ref: str, layers: Sequence[bytes | str | os.PathLike], config: ImageConfig = NO_CONFIG,
-               *, labels: dict[str, str] | None = None, architecture: str = "", created: str = BUILTIN_CREATED) -> Image:
+    def create(
+        self,
+        ref: str,
+        layers: Sequence[bytes | str | os.PathLike],
+        config: ImageConfig = NO_CONFIG,
+        *,
+        labels: dict[str, str] | None = None,
+        architecture: str = "",
+        created: str = BUILTIN_CREATED,
+    ) -> Image:
         """Add an image made of `layers` (tar files or bytes, plain or gzip), bottom first.
 
         The layers are stored as given; their diff_ids are computed here. This is
@@ -363,7 +385,9 @@ class ImageStore:
     def _load(self, name: str, entry: dict) -> Image:
         media = entry.get("mediaType", MEDIA_MANIFEST)
         if media not in MANIFEST_TYPES:
-            raise CtrError(f"image {name!r} in {self.root} has a {media} entry; ctr reads single-platform manifests only")
+            raise CtrError(
+                f"image {name!r} in {self.root} has a {media} entry; ctr reads single-platform manifests only"
+            )
         manifest = json.loads(self.read_blob(entry["digest"]))
         config_digest = manifest["config"]["digest"]
         doc = json.loads(self.read_blob(config_digest))
@@ -427,8 +451,9 @@ class ImageStore:
         """Put `entries` in the index in place of the entries with their names; returns the index written."""
         index = self._read_index()
         names = {e["annotations"][REF_ANNOTATION] for e in entries}
-        index["manifests"] = [e for e in index["manifests"]
-                              if (e.get("annotations") or {}).get(REF_ANNOTATION) not in names] + entries
+        index["manifests"] = [
+            e for e in index["manifests"] if (e.get("annotations") or {}).get(REF_ANNOTATION) not in names
+        ] + entries
         index.setdefault("schemaVersion", 2)
         index.setdefault("mediaType", MEDIA_INDEX)
         self._write_index(index)
@@ -456,8 +481,10 @@ class ImageStore:
             build_busybox_layer(busybox, applets, f)  # type: ignore[arg-type]
             f.seek(0)
             digest, size = self._put_blob_stream(f)
-        labels = {"org.opencontainers.image.version": version, "org.opencontainers.image.description":
-                  f"ctr built-in image from {banner}"}
+        labels = {
+            "org.opencontainers.image.version": version,
+            "org.opencontainers.image.description": f"ctr built-in image from {banner}",
+        }
         doc = {
             "created": BUILTIN_CREATED,
             "architecture": arch,
@@ -466,8 +493,9 @@ class ImageStore:
             "rootfs": {"type": "layers", "diff_ids": [digest]},  # uncompressed: blob digest is the diff_id
             "history": [{"created": BUILTIN_CREATED, "created_by": f"ctr built-in busybox ({banner})"}],
         }
-        return self._commit(BUILTIN_REF, doc, [{"mediaType": MEDIA_LAYER, "digest": digest, "size": size}],
-                            annotations=labels)
+        return self._commit(
+            BUILTIN_REF, doc, [{"mediaType": MEDIA_LAYER, "digest": digest, "size": size}], annotations=labels
+        )
 
     def _collect_garbage(self, entries: list[dict]) -> None:
         """Delete blobs no index entry reaches (caller holds the lock)."""

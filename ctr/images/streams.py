@@ -39,8 +39,9 @@ class HashingReader:
         return "sha256:" + self.hash.hexdigest()
 
 
-def write_hashed(src: IO[bytes], directory: Path, *, what: str, size: int | None = None,
-                  limit: int | None = None) -> tuple[str, str, int]:
+def write_hashed(
+    src: IO[bytes], directory: Path, *, what: str, size: int | None = None, limit: int | None = None
+) -> tuple[str, str, int]:
     """Copy `src` into a new temp file in `directory` (mode 0644, fsync'd), hashing it as it
     goes; returns (temp path, digest, length), the caller placing or removing the file.
     `limit` caps what is read; `size` is the exact length expected, a longer stream refused
@@ -228,7 +229,7 @@ class BackgroundCopy(Worker):
                 self.through_user_space = True  # a file system that cannot splice, as shutil falls back too
         data = view = memoryview(os.read(self.src, self.CHUNK))
         while view:
-            view = view[os.write(self.dst, view):]
+            view = view[os.write(self.dst, view) :]
         return len(data)
 
     def wait(self, beyond: int) -> int:

@@ -148,8 +148,9 @@ def _foreign_docker(paths: Paths | None) -> list[Foreign]:
     return sorted(out, key=lambda f: f.name)
 
 
-def adopt(paths: Paths, source: str, *, name: str | None = None, to: str | None = None,
-          network: str | None = None) -> Adoption:
+def adopt(
+    paths: Paths, source: str, *, name: str | None = None, to: str | None = None, network: str | None = None
+) -> Adoption:
     """Make a ctr container from `source` ('lxc:NAME' or 'docker:ID|NAME'); the source is
     left as it is. `to` is the backend (default: the source's kind); `network` replaces
     the network mode read from the source (ctr's native and lxc backends have no bridge)."""
@@ -186,8 +187,11 @@ def _lxc_rootfs(value: str) -> str:
     if value.startswith("dir:"):
         value = value[4:]
     if ":" in value or not value.startswith("/"):
-        raise Unsupported("lxc", f"adopting a container whose root is {value!r}",
-                          "only directory roots (lxc.rootfs.path = dir:PATH) can be read")
+        raise Unsupported(
+            "lxc",
+            f"adopting a container whose root is {value!r}",
+            "only directory roots (lxc.rootfs.path = dir:PATH) can be read",
+        )
     return value
 
 
@@ -211,8 +215,10 @@ def _adopt_lxc(paths: Paths, ident: str, *, name: str | None, to: str, network: 
     if not c.defined:
         raise NotFound(f"no LXC container {ident} in {lxcpath}")
     if c.state != "STOPPED":
-        raise Conflict(f"cannot adopt LXC container {ident}: it is {c.state.lower()}; stop it first "
-                       f"(lxc-stop -n {ident}), so that its files are copied consistently")
+        raise Conflict(
+            f"cannot adopt LXC container {ident}: it is {c.state.lower()}; stop it first "
+            f"(lxc-stop -n {ident}), so that its files are copied consistently"
+        )
     config_file = c.config_file_name
     with open(config_file) as f:
         conv = read_lxc(f.read(), origin=config_file)
@@ -225,8 +231,15 @@ def _adopt_lxc(paths: Paths, ident: str, *, name: str | None, to: str, network: 
         with open(layer_file, "wb") as out:
             layer = write_layer(rootfs, out, overlay=False)  # a plain directory: a 0:0 device is a device
         notes: list[str] = []
-        record = materialize(target, spec, lambda: open(layer_file, "rb"), diff_id=layer.diff_id,
-                             tree=layer.tree_digest, what=f"the root of LXC container {ident}", notes=notes)
+        record = materialize(
+            target,
+            spec,
+            lambda: open(layer_file, "rb"),
+            diff_id=layer.diff_id,
+            tree=layer.tree_digest,
+            what=f"the root of LXC container {ident}",
+            notes=notes,
+        )
     return Adoption(record, f"lxc:{ident}", base.name, layer.tree_digest, list(conv.warnings), notes)
 
 
@@ -276,17 +289,24 @@ def _adopt_docker(paths: Paths, ident: str, *, name: str | None, to: str, networ
     if "ctr.name" in labels:
         raise Conflict(f"docker container {ident} is ctr's own container {labels['ctr.name']}: nothing to adopt")
     if info["State"].get("Running") or info["State"].get("Paused"):
-        raise Conflict(f"cannot adopt docker container {ident}: it is running; stop it first (docker stop {ident}), "
-                       "so that its files are copied consistently")
+        raise Conflict(
+            f"cannot adopt docker container {ident}: it is running; stop it first (docker stop {ident}), "
+            "so that its files are copied consistently"
+        )
     graph = info.get("GraphDriver") or {}
     upper = (graph.get("Data") or {}).get("UpperDir")
     if graph.get("Name") != "overlay2" or not upper or not os.path.isdir(upper):
-        raise Unsupported("docker", f"adopting a container stored by the {graph.get('Name') or 'unknown'} driver",
-                          "ctr reads the writable layer of overlay2 containers on this host")
+        raise Unsupported(
+            "docker",
+            f"adopting a container stored by the {graph.get('Name') or 'unknown'} driver",
+            "ctr reads the writable layer of overlay2 containers on this host",
+        )
     conv = docker_to_spec(info)
     target = get_backend(to, paths)
     store = ImageStore(paths)
-    image = _import_engine_image(store, client, info["Image"], _image_ref(info["Config"].get("Image") or "", info["Image"]))
+    image = _import_engine_image(
+        store, client, info["Image"], _image_ref(info["Config"].get("Image") or "", info["Image"])
+    )
     own = info["Name"].lstrip("/")
     if name is None and target.name == "docker":
         name = f"{own}-ctr"  # the engine's names are unique too, and the source keeps its own
@@ -296,8 +316,15 @@ def _adopt_docker(paths: Paths, ident: str, *, name: str | None, to: str, networ
         with open(layer_file, "wb") as out:
             layer = write_layer(upper, out)
         notes: list[str] = []
-        record = materialize(target, spec, lambda: open(layer_file, "rb"), diff_id=layer.diff_id,
-                             tree=layer.tree_digest, what=f"the writable layer of docker container {ident}", notes=notes)
+        record = materialize(
+            target,
+            spec,
+            lambda: open(layer_file, "rb"),
+            diff_id=layer.diff_id,
+            tree=layer.tree_digest,
+            what=f"the writable layer of docker container {ident}",
+            notes=notes,
+        )
     return Adoption(record, f"docker:{info['Id'][:12]}", image.name, layer.tree_digest, list(conv.warnings), notes)
 
 

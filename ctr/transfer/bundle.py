@@ -54,9 +54,16 @@ class BundleInfo:
         if version != BUNDLE_VERSION:
             raise CtrError(f"bundle {what}: unsupported ctrBundleVersion {version!r} (this ctr reads {BUNDLE_VERSION})")
         try:
-            info = cls(name=str(doc["name"]), backend=str(doc.get("backend", "")), spec=dict(doc["spec"]),
-                       hostname=str(doc.get("hostname") or ""), image=dict(doc["image"]), layer=dict(doc["layer"]),
-                       container=dict(doc.get("container") or {}), created=str(doc.get("created") or ""))
+            info = cls(
+                name=str(doc["name"]),
+                backend=str(doc.get("backend", "")),
+                spec=dict(doc["spec"]),
+                hostname=str(doc.get("hostname") or ""),
+                image=dict(doc["image"]),
+                layer=dict(doc["layer"]),
+                container=dict(doc.get("container") or {}),
+                created=str(doc.get("created") or ""),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise CtrError(f"bundle {what}: {BUNDLE_FILE} is malformed: {exc}") from None
         for key in ("digest", "tree_digest"):
@@ -79,7 +86,9 @@ def _add_dir(tar: tarfile.TarFile, name: str) -> None:
     tar.addfile(ti)
 
 
-def write_bundle(out: BinaryIO, info: BundleInfo, layer_file: str | os.PathLike, image_tar: str | os.PathLike | None) -> None:
+def write_bundle(
+    out: BinaryIO, info: BundleInfo, layer_file: str | os.PathLike, image_tar: str | os.PathLike | None
+) -> None:
     """Write a bundle to `out` (may be a pipe): ctr-bundle.json first, so a reader learns
     what it holds before the big parts; then the OCI layout (when the image is included)
     and the writable layer as blobs/sha256/<digest>."""
@@ -93,8 +102,13 @@ def write_bundle(out: BinaryIO, info: BundleInfo, layer_file: str | os.PathLike,
                     tar.addfile(member, src.extractfile(member) if member.isfile() else None)
         else:
             _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-            _add_bytes(tar, "index.json", json.dumps({"schemaVersion": 2, "mediaType":
-                       "application/vnd.oci.image.index.v1+json", "manifests": []}).encode())
+            _add_bytes(
+                tar,
+                "index.json",
+                json.dumps(
+                    {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}
+                ).encode(),
+            )
             _add_dir(tar, "blobs")
             _add_dir(tar, "blobs/sha256")
         blob = f"blobs/sha256/{hex_digest(info.layer['digest'])}"
@@ -121,8 +135,9 @@ class Bundle:
             members = {m.name.removeprefix("./"): m for m in self.tar.getmembers()}
             meta = members.get(BUNDLE_FILE)
             if meta is None or not meta.isreg():
-                raise InvalidSpec(f"{path} is not a ctr bundle: it has no {BUNDLE_FILE} (an image archive? "
-                                  "use ctr image import)")
+                raise InvalidSpec(
+                    f"{path} is not a ctr bundle: it has no {BUNDLE_FILE} (an image archive? use ctr image import)"
+                )
             if meta.size > BUNDLE_LIMIT:
                 raise CtrError(f"bundle {what}: {BUNDLE_FILE} is larger than {BUNDLE_LIMIT} bytes")
             try:

@@ -113,8 +113,13 @@ def write_layer(root: str | os.PathLike, out: BinaryIO, overlay: bool = True) ->
     def emit(line: str) -> None:
         digest.update(line.encode("utf-8", "surrogateescape") + b"\n")
 
-    with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8",  # type: ignore[call-overload]
-                      errors="surrogateescape") as tar:
+    with tarfile.open(
+        fileobj=writer,
+        mode="w|",
+        format=tarfile.PAX_FORMAT,
+        encoding="utf-8",  # type: ignore[call-overload]
+        errors="surrogateescape",
+    ) as tar:
         for e in walk(root, overlay):
             if not storable(e):
                 continue
@@ -191,13 +196,14 @@ def layer_names(src: IO[bytes]) -> set[str]:
             if parts and parts[-1] == WHITEOUT_OPAQUE:
                 parts = parts[:-1]
             elif parts and parts[-1].startswith(WHITEOUT_PREFIX):
-                parts[-1] = parts[-1][len(WHITEOUT_PREFIX):]
+                parts[-1] = parts[-1][len(WHITEOUT_PREFIX) :]
             for i in range(1, len(parts) + 1):
                 names.add("/".join(parts[:i]))
     return names
 
 
 # --- unpacking a layer ------------------------------------------------------------------
+
 
 def unpack_layer(src: IO[bytes], dest: str | os.PathLike, *, layer: str = "") -> str:
     """Unpack an uncompressed layer tar into the overlay upper directory `dest`; returns its diff_id.
@@ -258,7 +264,7 @@ def _unpack_whiteout(member: tarfile.TarInfo, parts: list[str], root: str, layer
         return True  # aufs bookkeeping
     if not base.startswith(WHITEOUT_PREFIX):
         return False
-    name = base[len(WHITEOUT_PREFIX):]
+    name = base[len(WHITEOUT_PREFIX) :]
     if name in ("", ".", ".."):
         raise CtrError(f"unsafe layer {layer}: bad whiteout {member.name!r}")
     path = os.path.join(safe_parent(root, parts, layer, create=True), name)
@@ -276,8 +282,9 @@ def _unpack_entry(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, root
             raise CtrError(f"unsafe layer {layer}: hard link {member.name!r} points at the root")
         target = os.path.join(safe_parent(root, target_parts, layer, create=False), target_parts[-1])
         if not os.path.lexists(target) or (os.path.isdir(target) and not os.path.islink(target)):
-            raise CtrError(f"unsafe layer {layer}: hard link {member.name!r} -> {member.linkname!r}: "
-                           "no such file in the layer")
+            raise CtrError(
+                f"unsafe layer {layer}: hard link {member.name!r} -> {member.linkname!r}: no such file in the layer"
+            )
         os.link(target, path, follow_symlinks=False)
         return False
     if member.issym():
@@ -305,15 +312,18 @@ def _set_metadata(path: str, member: tarfile.TarInfo, layer: str) -> None:
     if not member.issym():
         os.chmod(path, member.mode & 0o7777)  # after chown, which clears set-id bits
     _set_xattrs(path, member, layer)  # after chown, which clears security.capability
-    os.utime(path, ns=(_time_ns(member, "atime", member.mtime), _time_ns(member, "mtime", member.mtime)),
-             follow_symlinks=False)
+    os.utime(
+        path,
+        ns=(_time_ns(member, "atime", member.mtime), _time_ns(member, "mtime", member.mtime)),
+        follow_symlinks=False,
+    )
 
 
 def _set_xattrs(path: str, member: tarfile.TarInfo, layer: str) -> None:
     for key, value in member.pax_headers.items():
         if not key.startswith(PAX_XATTR):
             continue
-        name = key[len(PAX_XATTR):]
+        name = key[len(PAX_XATTR) :]
         if not carried(name):  # overlayfs's own (they could redirect lookups), host labels
             continue
         try:

@@ -122,8 +122,10 @@ def base_image(store: ImageStore, record: Record) -> Image:
     for image in store.list():
         if image.digest == record.image_digest:
             return image
-    raise NotFound(f"the image of container {record.name} ({name}, {record.image_digest or 'no digest'}) "
-                   f"is no longer in {store.root}: pull or import it again")
+    raise NotFound(
+        f"the image of container {record.name} ({name}, {record.image_digest or 'no digest'}) "
+        f"is no longer in {store.root}: pull or import it again"
+    )
 
 
 def _pin_image(store: ImageStore, spec: ContainerSpec, record: Record) -> ContainerSpec:
@@ -136,8 +138,16 @@ def snapshot(backend: Backend, name: str, out: IO[bytes]) -> LayerInfo:
     return write_layer(backend.writable_layer(name), out)
 
 
-def materialize(backend: Backend, spec: ContainerSpec, open_layer: Callable[[], IO[bytes]], *,
-                diff_id: str | None, tree: str, what: str, notes: list[str] | None = None) -> Record:
+def materialize(
+    backend: Backend,
+    spec: ContainerSpec,
+    open_layer: Callable[[], IO[bytes]],
+    *,
+    diff_id: str | None,
+    tree: str,
+    what: str,
+    notes: list[str] | None = None,
+) -> Record:
     """Create `spec` on `backend` (not started) and unpack the layer into its writable layer.
 
     Checks the layer's diff_id (when known) and the tree digest of the result. What the
@@ -149,8 +159,11 @@ def materialize(backend: Backend, spec: ContainerSpec, open_layer: Callable[[], 
     try:
         upper = backend.writable_layer(record.name)
         if not upper.is_dir():
-            raise Unsupported(backend.name, "a writable layer reachable from this host",
-                              f"{upper} is not a directory here (a remote engine, or not the overlay2 driver?)")
+            raise Unsupported(
+                backend.name,
+                "a writable layer reachable from this host",
+                f"{upper} is not a directory here (a remote engine, or not the overlay2 driver?)",
+            )
         made = {e.rel for e in walk(upper)}
         with open_layer() as src:
             carried = layer_names(src)
@@ -161,11 +174,15 @@ def materialize(backend: Backend, spec: ContainerSpec, open_layer: Callable[[], 
         extra = frozenset(made - carried)
         after = tree_digest(upper, exclude=extra)
         if after != tree:
-            raise CtrError(f"the writable layer of {record.name} on {backend.name} does not match the source "
-                           f"after unpacking ({after} != {tree})")
+            raise CtrError(
+                f"the writable layer of {record.name} on {backend.name} does not match the source "
+                f"after unpacking ({after} != {tree})"
+            )
         if extra and notes is not None:
-            notes.append(f"the {backend.name} backend made these in the writable layer of {record.name} itself: "
-                         + ", ".join("/" + p for p in sorted(extra)))
+            notes.append(
+                f"the {backend.name} backend made these in the writable layer of {record.name} itself: "
+                + ", ".join("/" + p for p in sorted(extra))
+            )
         return backend.get(record.name)
     except BaseException:
         with contextlib.suppress(CtrError):
@@ -207,7 +224,10 @@ def image_config_for(record: Record, image: Image, base_doc: dict) -> dict:
             config[key] = value
         else:
             config.pop(key, None)
-    for key, value in (("WorkingDir", spec.workdir or base.workdir), ("User", spec.user if spec.user is not None else base.user)):
+    for key, value in (
+        ("WorkingDir", spec.workdir or base.workdir),
+        ("User", spec.user if spec.user is not None else base.user),
+    ):
         if value:
             config[key] = value
         else:
@@ -238,8 +258,10 @@ def commit(paths: Paths, name: str, ref: str, *, pause: bool = True, message: st
             try:
                 backend.pause(name)
             except Unsupported:
-                raise Conflict(f"cannot commit container {name}: it is running and the {backend.name} backend "
-                               "cannot pause it: stop it first") from None
+                raise Conflict(
+                    f"cannot commit container {name}: it is running and the {backend.name} backend "
+                    "cannot pause it: stop it first"
+                ) from None
             paused_here = True
         try:
             layer_file = tmp / "layer.tar"
@@ -255,9 +277,10 @@ def commit(paths: Paths, name: str, ref: str, *, pause: bool = True, message: st
         doc["created"] = created
         doc["config"] = image_config_for(record, image, base_doc)
         doc["rootfs"] = {"type": "layers", "diff_ids": [*image.diff_ids, info.diff_id]}
-        doc["history"] = [*(base_doc.get("history") or []),
-                          {"created": created, "created_by": f"ctr commit {name}",
-                           **({"comment": message} if message else {})}]
+        doc["history"] = [
+            *(base_doc.get("history") or []),
+            {"created": created, "created_by": f"ctr commit {name}", **({"comment": message} if message else {})},
+        ]
         doc.pop("container_config", None)
         with open(layer_file, "rb") as f:
             store.add_image_with_layer(target, doc, list(manifest.get("layers") or []), f)
@@ -290,13 +313,28 @@ def export_container(paths: Paths, name: str, dest: str, *, include_image: bool 
                 export_oci(store, image, f)
         spec = portable_spec(record).with_changes(image=image.name)
         info = BundleInfo(
-            name=record.name, backend=record.backend, spec=spec.to_dict(), hostname=effective_hostname(record),
-            image={"name": image.name, "digest": image.digest, "config_digest": image.config_digest,
-                   "included": include_image},
-            layer={"mediaType": MEDIA_LAYER, "digest": layer.diff_id, "size": layer.size,
-                   "tree_digest": layer.tree_digest},
-            container={"id": record.id, "created": record.created, "status": record.status,
-                       "exit_code": record.exit_code},
+            name=record.name,
+            backend=record.backend,
+            spec=spec.to_dict(),
+            hostname=effective_hostname(record),
+            image={
+                "name": image.name,
+                "digest": image.digest,
+                "config_digest": image.config_digest,
+                "included": include_image,
+            },
+            layer={
+                "mediaType": MEDIA_LAYER,
+                "digest": layer.diff_id,
+                "size": layer.size,
+                "tree_digest": layer.tree_digest,
+            },
+            container={
+                "id": record.id,
+                "created": record.created,
+                "status": record.status,
+                "exit_code": record.exit_code,
+            },
             created=_now(),
         )
         write_output(dest, lambda out: write_bundle(out, info, layer_file, image_tar), "a bundle")
@@ -318,8 +356,10 @@ def _bundle_image(store: ImageStore, bundle: Bundle, use_image: bool) -> str:
             return image.name
     if not info.image.get("included") or not use_image:
         why = "it was exported with --no-image" if not info.image.get("included") else "--no-image was given"
-        raise NotFound(f"bundle {bundle.path}: its image {name} ({digest}) is not in {store.root} and {why}: "
-                       "import or pull that image first")
+        raise NotFound(
+            f"bundle {bundle.path}: its image {name} ({digest}) is not in {store.root} and {why}: "
+            "import or pull that image first"
+        )
     if local is not None:  # don't move a name the user has for another image
         repo, tag, _ = split_ref(name)
         name = f"{repo}:{(tag or 'latest')[:100]}-{hex_digest(digest)[:12]}"
@@ -329,8 +369,9 @@ def _bundle_image(store: ImageStore, bundle: Bundle, use_image: bool) -> str:
     return image.name
 
 
-def import_bundle(paths: Paths, path: str, *, backend: str | None = None, name: str | None = None,
-                  use_image: bool = True) -> Record:
+def import_bundle(
+    paths: Paths, path: str, *, backend: str | None = None, name: str | None = None, use_image: bool = True
+) -> Record:
     """Recreate the container of a bundle, created (not started), on `backend` (default:
     the one it was exported from), named `name` (default: its own name)."""
     from ctr.images.layers import scan_layer
@@ -353,11 +394,19 @@ def import_bundle(paths: Paths, path: str, *, backend: str | None = None, name: 
             with bundle.open_layer() as f:  # refused before anything is made, with the member named
                 got = scan_layer(f, layer=f"{digest} in {path}")
             if got != digest:
-                raise CtrError(f"bundle {path}: its writable layer does not match its digest {digest}: the content has {got}")
+                raise CtrError(
+                    f"bundle {path}: its writable layer does not match its digest {digest}: the content has {got}"
+                )
             spec = spec.with_changes(image=_bundle_image(store, bundle, use_image))
             _preflight(target, spec, paths, free_name=True)
-            return materialize(target, spec, bundle.open_layer, diff_id=digest, tree=info.layer["tree_digest"],
-                               what=f"the writable layer in {path}")
+            return materialize(
+                target,
+                spec,
+                bundle.open_layer,
+                diff_id=digest,
+                tree=info.layer["tree_digest"],
+                what=f"the writable layer in {path}",
+            )
 
 
 def _preflight_image_free(backend: Backend, spec: ContainerSpec, paths: Paths) -> None:
@@ -412,12 +461,14 @@ def unpark(backend: Backend, parked: str, name: str) -> None:
     try:
         rename(backend, parked, name)
     except Conflict:
-        raise Conflict(f"cannot give container {parked} its name {name} back: the name was taken meanwhile; "
-                       f"it is kept as {parked}") from None
+        raise Conflict(
+            f"cannot give container {parked} its name {name} back: the name was taken meanwhile; it is kept as {parked}"
+        ) from None
 
 
-def migrate(paths: Paths, name: str, to: str, *, keep: bool = False, new_name: str | None = None,
-            stop: bool = False) -> Migration:
+def migrate(
+    paths: Paths, name: str, to: str, *, keep: bool = False, new_name: str | None = None, stop: bool = False
+) -> Migration:
     """Move container `name` to backend `to`: filesystem and spec, checked by tree digest.
 
     A running container needs `stop` (it is stopped, and started on the target). With
@@ -459,8 +510,15 @@ def migrate(paths: Paths, name: str, to: str, *, keep: bool = False, new_name: s
                     # Once parked, nobody can start it by its name any more.
                     if source.get(parked or name).status in ACTIVE:
                         raise Conflict(f"container {name} was started again while it was being migrated: try again")
-                    materialize(target, spec, lambda: open(layer_file, "rb"), diff_id=layer.diff_id,
-                                tree=layer.tree_digest, what=f"the writable layer of {name}", notes=notes)
+                    materialize(
+                        target,
+                        spec,
+                        lambda: open(layer_file, "rb"),
+                        diff_id=layer.diff_id,
+                        tree=layer.tree_digest,
+                        what=f"the writable layer of {name}",
+                        notes=notes,
+                    )
                     if running:
                         try:
                             start(target, final)
@@ -477,9 +535,17 @@ def migrate(paths: Paths, name: str, to: str, *, keep: bool = False, new_name: s
                 with contextlib.suppress(CtrError):
                     start(source, name)
             raise
-        result = Migration(name=final, source_backend=source.name, target_backend=target.name, source_id=record.id,
-                           record=target.get(final), tree_digest=layer.tree_digest, layer_size=layer.size,
-                           started=running, warnings=notes)
+        result = Migration(
+            name=final,
+            source_backend=source.name,
+            target_backend=target.name,
+            source_id=record.id,
+            record=target.get(final),
+            tree_digest=layer.tree_digest,
+            layer_size=layer.size,
+            started=running,
+            warnings=notes,
+        )
         if keep:
             result.kept_source = name
         else:
@@ -490,5 +556,17 @@ def migrate(paths: Paths, name: str, to: str, *, keep: bool = False, new_name: s
         return result
 
 
-__all__ = ["Migration", "commit", "effective_hostname", "export_container", "import_bundle", "materialize",
-           "migrate", "park", "portable_spec", "rename", "snapshot", "unpark"]
+__all__ = [
+    "Migration",
+    "commit",
+    "effective_hostname",
+    "export_container",
+    "import_bundle",
+    "materialize",
+    "migrate",
+    "park",
+    "portable_spec",
+    "rename",
+    "snapshot",
+    "unpark",
+]

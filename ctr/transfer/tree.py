@@ -60,8 +60,10 @@ def _entry(rel: str, path: str, st: os.stat_result, overlay: bool) -> Entry:
                 state = "opaque"
             for kind in _OVERLAY_SEMANTIC:
                 if prefix + kind in values:
-                    raise CtrError(f"cannot read the writable layer at {path}: it carries the overlayfs attribute "
-                                   f"{prefix + kind} (redirect_dir or metacopy is on), which no layer format can hold")
+                    raise CtrError(
+                        f"cannot read the writable layer at {path}: it carries the overlayfs attribute "
+                        f"{prefix + kind} (redirect_dir or metacopy is on), which no layer format can hold"
+                    )
     return Entry(rel, path, st, state, {k: v for k, v in values.items() if carried(k)})
 
 

@@ -104,7 +104,9 @@ class Cgroup(ABC):
                 if frozen:
                     self.thaw()
         if not cgroupfs.wait_for(lambda: not self._signal_all()):
-            raise CtrError(f"cannot empty cgroup {self.name}: pids {self.pids()} still alive after {cgroupfs.TIMEOUT:g}s")
+            raise CtrError(
+                f"cannot empty cgroup {self.name}: pids {self.pids()} still alive after {cgroupfs.TIMEOUT:g}s"
+            )
 
     def destroy(self) -> None:
         """Kill what is left and remove every directory; missing ones are fine, so it is idempotent."""

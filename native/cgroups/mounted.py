@@ -34,7 +34,9 @@ def mounted_hierarchies() -> tuple[MountedHierarchy, ...]:
     for entry in mountinfo.parse(Path("/proc/self/mountinfo").read_text()):
         mountpoint = Path(entry.mount_point)
         if entry.fstype == "cgroup":
-            out.append(MountedHierarchy(mountpoint, 1, frozenset(o for o in entry.super_options if o not in ("rw", "ro"))))
+            out.append(
+                MountedHierarchy(mountpoint, 1, frozenset(o for o in entry.super_options if o not in ("rw", "ro")))
+            )
         elif entry.fstype == "cgroup2":
             try:
                 controllers = frozenset((mountpoint / "cgroup.controllers").read_text().split())
@@ -62,10 +64,20 @@ def v1_mount(controller: str) -> Path:
 
 
 # Super options of a v1 cgroup mount that are flags, not controllers.
-V1_MOUNT_FLAGS = frozenset({
-    "rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "favordynmods",
-    "all", "none", "sane_behavior",
-})
+V1_MOUNT_FLAGS = frozenset(
+    {
+        "rw",
+        "ro",
+        "xattr",
+        "noprefix",
+        "clone_children",
+        "cpuset_v2_mode",
+        "favordynmods",
+        "all",
+        "none",
+        "sane_behavior",
+    }
+)
 
 
 @dataclass(frozen=True)

@@ -119,8 +119,11 @@ class CgroupV1(CgroupDriver):
         validate_name(name)
         check_limits(limits)
         cg = V1Cgroup(name, self._paths(name))
-        for controller, flag, value in (("memory", "--memory", limits.memory), ("cpu", "--cpus", limits.cpus),
-                                        ("pids", "--pids-limit", limits.pids)):
+        for controller, flag, value in (
+            ("memory", "--memory", limits.memory),
+            ("cpu", "--cpus", limits.cpus),
+            ("pids", "--pids-limit", limits.pids),
+        ):
             if value is not None and controller not in cg.paths:
                 raise Unsupported("native", flag, f"the {controller} cgroup hierarchy is not mounted under {self.root}")
         existing = [str(d) for d in cg.directories() if d.exists()]

@@ -50,8 +50,10 @@ class V2Cgroup(Cgroup):
         if not cgroupfs.wait_for(lambda: cgroupfs.read_keyed(self.path / "cgroup.events", "frozen") == int(value)):
             if value == "1":
                 cgroupfs.write(self.path / "cgroup.freeze", "0")  # do not leave it half frozen
-            raise CtrError(f"cannot {verb} cgroup {self.name}: {self.path / 'cgroup.events'} "
-                           f"did not report frozen {value} in {cgroupfs.TIMEOUT:g}s")
+            raise CtrError(
+                f"cannot {verb} cgroup {self.name}: {self.path / 'cgroup.events'} "
+                f"did not report frozen {value} in {cgroupfs.TIMEOUT:g}s"
+            )
 
     def freeze(self) -> None:
         self._set_frozen("1", "freeze")
@@ -80,8 +82,11 @@ class V2Cgroup(Cgroup):
         quota, _, period = (cgroupfs.read_present(self.path / "cpu.max") or "max").strip().partition(" ")
         if quota != "max":
             cpus = int(quota) / int(period)
-        return Limits(memory=cgroupfs.read_int(self.path / "memory.max"), cpus=cpus,
-                      pids=cgroupfs.read_int(self.path / "pids.max"))
+        return Limits(
+            memory=cgroupfs.read_int(self.path / "memory.max"),
+            cpus=cpus,
+            pids=cgroupfs.read_int(self.path / "pids.max"),
+        )
 
 
 class CgroupV2(CgroupDriver):
@@ -133,7 +138,8 @@ class CgroupV2(CgroupDriver):
         for controller in needed:
             if controller not in available:
                 raise Unsupported(
-                    "native", V2_CONTROLLERS[controller],
+                    "native",
+                    V2_CONTROLLERS[controller],
                     f"the {controller} controller is not enabled in {self.root} "
                     f"(cgroup.controllers lists: {' '.join(sorted(available)) or 'nothing'})",
                 )

@@ -69,7 +69,9 @@ def foreground(cmd: list[str], ready: str = "ready", timeout: float = 30, env: d
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline()
-        assert line.strip() == ready, f"container did not start: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+        assert line.strip() == ready, (
+            f"container did not start: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+        )
         deadline = time.monotonic() + timeout
         kids: list[int] = []
         while not kids and time.monotonic() < deadline:

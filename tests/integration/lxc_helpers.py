@@ -76,7 +76,9 @@ def leftovers(paths) -> list[str]:
     if lxcpath.exists():
         found += [f"lxc container {p}" for p in lxcpath.iterdir()]
     found += [f"cgroup {p}" for p in lxc_cgroups() if not foreign(p, paths)]
-    found += [f"mount {line}" for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(paths.data) in line]
+    found += [
+        f"mount {line}" for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(paths.data) in line
+    ]
     if paths.runtime.exists():
         found += [f"runtime dir {p}" for p in paths.runtime.iterdir()]
     lock_dir = LXC_LOCKS / str(lxcpath).lstrip("/")  # liblxc's lock files of ctr's lxcpath
@@ -105,12 +107,18 @@ def nothing_left(paths):
 def running(ctr, paths, name: str, *args: str, timeout: float = 30):
     """`ctr --backend lxc run --name NAME ARGS` in the background; yields (proc, pid of PID 1)
     once the container printed "ready" and ctr recorded PID 1."""
-    proc = subprocess.Popen([*ctr.args_prefix, "--backend", "lxc", "run", "--name", name, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*ctr.args_prefix, "--backend", "lxc", "run", "--name", name, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     pid = None
     try:
         line = proc.stdout.readline()
-        assert line.strip() == "ready", f"container did not start: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+        assert line.strip() == "ready", (
+            f"container did not start: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+        )
         deadline = time.monotonic() + timeout
         while pid is None and time.monotonic() < deadline:
             try:
@@ -140,13 +148,16 @@ def pty_run(ctr, *args: str, **kw) -> tuple[int, bytes]:
     return pty_cli(ctr, "run", "--rm", *args, **kw)
 
 
-def pty_cli(ctr, *args: str, rows: int = 33, cols: int = 101, send: bytes = b"", when: bytes = b"ready") -> tuple[int, bytes]:
+def pty_cli(
+    ctr, *args: str, rows: int = 33, cols: int = 101, send: bytes = b"", when: bytes = b"ready"
+) -> tuple[int, bytes]:
     """Run the CLI on a fresh pseudo-terminal, type `send` once it printed `when`;
     returns (exit code, everything it printed)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    proc = subprocess.Popen([*ctr.args_prefix, "--backend", "lxc", *args],
-                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    proc = subprocess.Popen(
+        [*ctr.args_prefix, "--backend", "lxc", *args], stdin=slave, stdout=slave, stderr=slave, start_new_session=True
+    )
     os.close(slave)
     out = b""
     while True:
@@ -162,7 +173,6 @@ def pty_cli(ctr, *args: str, rows: int = 33, cols: int = 101, send: bytes = b"",
         out += chunk
     os.close(master)
     return proc.wait(timeout=60), out
-
 
 
 def detached(ctr, paths, name: str, *args: str) -> dict:
@@ -189,8 +199,14 @@ def wait_until(check, timeout: float = 20):
 
 def traces(paths, name: str, cid: str) -> list[str]:
     """Everything of container `name` (id `cid`) that could outlive it."""
-    found = [str(p) for p in (paths.containers / name, paths.data / "lxc" / name, paths.runtime / name,
-                              LXC_LOCKS / str(paths.data / "lxc").lstrip("/") / f".{name}") if p.exists()]
+    found = [
+        str(p)
+        for p in (
+            paths.containers / name,
+            paths.data / "lxc" / name,
+            paths.runtime / name,
+            LXC_LOCKS / str(paths.data / "lxc").lstrip("/") / f".{name}",
+        )
+        if p.exists()
+    ]
     return found + [str(p) for p in lxc_cgroups() if cid in p.name]
-
-

@@ -88,7 +88,8 @@ def test_lxc_container_adopted_then_moved_to_docker_and_native(cli, paths, reque
 
     listed = json.loads(cli("foreign", "--format", "json").stdout)
     assert {"kind": "lxc", "name": name, "ref": f"lxc:{name}"}.items() <= next(
-        f for f in listed if f["name"] == name).items()
+        f for f in listed if f["name"] == name
+    ).items()
 
     r = cli("adopt", f"lxc:{name}", "--network", "none")
     cli.made.add(name)
@@ -130,14 +131,49 @@ def docker_container(request, paths):
     tag = uuid.uuid4().hex[:8]
     image, builder, name = f"ctr-test-adopt:{tag}", f"ctr-test-build-{tag}", f"ctr-test-dk-{tag}"
     try:
-        _run("docker", "run", "--name", builder, "--network", "none", base, "sh", "-c",
-             "mkdir -p /opt/app && echo base > /opt/app/v && rm /bin/vi")
-        _run("docker", "commit", "-c", "WORKDIR /opt/app", "-c", "ENV APP_MODE=test", "-c", 'CMD ["cat", "v"]',
-             builder, image)
-        _run("docker", "run", "--name", name, "--network", "none", "-h", "dkhost", "-e", "EXTRA=1",
-             "-l", "owner=test", image, "sh", "-c",
-             "echo changed > v && echo new > /root/new && ln /root/new /root/link && rm /etc/group && "
-             "rm -rf /usr/sbin && mkdir /usr/sbin && echo t > /usr/sbin/t")
+        _run(
+            "docker",
+            "run",
+            "--name",
+            builder,
+            "--network",
+            "none",
+            base,
+            "sh",
+            "-c",
+            "mkdir -p /opt/app && echo base > /opt/app/v && rm /bin/vi",
+        )
+        _run(
+            "docker",
+            "commit",
+            "-c",
+            "WORKDIR /opt/app",
+            "-c",
+            "ENV APP_MODE=test",
+            "-c",
+            'CMD ["cat", "v"]',
+            builder,
+            image,
+        )
+        _run(
+            "docker",
+            "run",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "-h",
+            "dkhost",
+            "-e",
+            "EXTRA=1",
+            "-l",
+            "owner=test",
+            image,
+            "sh",
+            "-c",
+            "echo changed > v && echo new > /root/new && ln /root/new /root/link && rm /etc/group && "
+            "rm -rf /usr/sbin && mkdir /usr/sbin && echo t > /usr/sbin/t",
+        )
         yield name, image
     finally:
         subprocess.run(["docker", "rm", "-f", builder, name], capture_output=True, timeout=60)

@@ -16,8 +16,18 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the benchmark runs containers: needs root")
 
 SECTIONS = {"machine", "latency", "ratios", "monitor", "scale", "image", "help", "targets"}
-LATENCY = {"ctr native", "ctr lxc", "ctr docker", "unshare+chroot", "runc run", "lxc-execute", "docker run",
-           "python start", "python + import click", "python + import click, docker"}
+LATENCY = {
+    "ctr native",
+    "ctr lxc",
+    "ctr docker",
+    "unshare+chroot",
+    "runc run",
+    "lxc-execute",
+    "docker run",
+    "python start",
+    "python + import click",
+    "python + import click, docker",
+}
 MACHINE = {"cpu", "cores", "kernel", "cgroup", "python", "runc", "lxc", "docker engine"}
 
 
@@ -25,9 +35,26 @@ def test_quick_run_writes_every_key_and_cleans_up(tmp_path: Path) -> None:
     out, work = tmp_path / "results", tmp_path / "work"
     work.mkdir()
     r = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--runs", "2", "--max-seconds", "120", "--timeout", "20",
-         "--only", "native,help", "--out", str(out), "--tmpdir", str(work)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(BENCH),
+            "--quick",
+            "--runs",
+            "2",
+            "--max-seconds",
+            "120",
+            "--timeout",
+            "20",
+            "--only",
+            "native,help",
+            "--out",
+            str(out),
+            "--tmpdir",
+            str(work),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert r.returncode == 0, r.stderr[-3000:]
 

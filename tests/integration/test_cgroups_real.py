@@ -205,8 +205,9 @@ def test_v1_kill_all_while_frozen_and_many_processes(v1: CgroupV1, name: str, wa
     cg.add(waiting.pid)
     waiting.stdin.write(b"go\n")  # type: ignore[union-attr]
     waiting.stdin.flush()  # type: ignore[union-attr]
-    forker = subprocess.Popen(["sh", "-c", "read x; for i in 1 2 3 4 5; do sleep 60 & done; wait"],
-                              stdin=subprocess.PIPE)
+    forker = subprocess.Popen(
+        ["sh", "-c", "read x; for i in 1 2 3 4 5; do sleep 60 & done; wait"], stdin=subprocess.PIPE
+    )
     try:
         cg.add(forker.pid)
         forker.stdin.write(b"go\n")  # type: ignore[union-attr]
@@ -227,8 +228,9 @@ def test_v1_kill_all_while_frozen_and_many_processes(v1: CgroupV1, name: str, wa
 
 def test_v1_oom_kill_is_reported(v1: CgroupV1, name: str) -> None:
     cg = v1.create(name, Limits(memory=32 << 20))
-    hog = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read(1); b = b'x' * (256 << 20)"],
-                           stdin=subprocess.PIPE)
+    hog = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read(1); b = b'x' * (256 << 20)"], stdin=subprocess.PIPE
+    )
     try:
         assert not cg.oom_killed()
         cg.add(hog.pid)
@@ -313,8 +315,12 @@ def _nodes(tmp_path: Path) -> list[str]:
 
 def _probe_in(cg: Cgroup, paths: list[str]) -> dict[str, str]:
     """Run OPEN_PROBE as a process that joined `cg` before it exec'd; {path: 'ok' or errno}."""
-    proc = subprocess.Popen(["sh", "-c", 'read x; exec "$0" "$@"', sys.executable, "-c", OPEN_PROBE, *paths],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        ["sh", "-c", 'read x; exec "$0" "$@"', sys.executable, "-c", OPEN_PROBE, *paths],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         cg.add(proc.pid)
         out, _ = proc.communicate("go\n", timeout=10)

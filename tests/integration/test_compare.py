@@ -36,8 +36,9 @@ def compare_cli(ctr_root: Path):
     """`ctr --root ROOT compare ARGS...` in a subprocess; returns CompletedProcess."""
 
     def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([*CTR, "--root", str(ctr_root), "compare", *args],
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [*CTR, "--root", str(ctr_root), "compare", *args], capture_output=True, text=True, timeout=timeout
+        )
 
     run.argv = [*CTR, "--root", str(ctr_root), "compare"]
     return run
@@ -111,8 +112,16 @@ def test_all_usable_backends_side_by_side(ctr, compare_cli, request):
     doc = json.loads(r.stdout)
     assert doc["backends"] == usable
     rows = {row["key"]: row for row in doc["rows"]}
-    for key in ("cgroup.memory", "cgroup.pids", "caps.effective", "caps.bounding", "namespace.pid",
-                "namespace.net", "namespace.mnt", "run.exit_code"):
+    for key in (
+        "cgroup.memory",
+        "cgroup.pids",
+        "caps.effective",
+        "caps.bounding",
+        "namespace.pid",
+        "namespace.net",
+        "namespace.mnt",
+        "run.exit_code",
+    ):
         assert not rows[key]["differs"], (key, rows[key]["display"])
     assert set(rows["cgroup.memory"]["display"].values()) == {"64m"}
     assert doc["differences"] == [k for k, row in rows.items() if row["differs"]]
@@ -135,7 +144,8 @@ def test_table_marks_and_shows_the_native_column(ctr, compare_cli):
 def test_unknown_or_unusable_backend_is_one_line(compare_cli):
     r = compare_cli("--backends", "native,nosuch", "busybox", "true")
     assert r.returncode == 125 and r.stderr.strip().splitlines() == [
-        "ctr: unknown backend 'nosuch': choose one of native, lxc, docker"]
+        "ctr: unknown backend 'nosuch': choose one of native, lxc, docker"
+    ]
     unusable = [n for n in REGISTRY if not probe(n).usable]
     if unusable:
         r = compare_cli("--backends", unusable[0], "busybox", "true")
@@ -152,15 +162,25 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-@pytest.mark.parametrize("sig, code, start", [
-    (signal.SIGINT, 130, None), (signal.SIGTERM, 130, None),
-    # as a job in the background of a non-interactive shell starts: with SIGINT ignored
-    (signal.SIGINT, 130, _ignore_sigint),
-], ids=["sigint", "sigterm", "sigint-inherited-ignored"])
+@pytest.mark.parametrize(
+    "sig, code, start",
+    [
+        (signal.SIGINT, 130, None),
+        (signal.SIGTERM, 130, None),
+        # as a job in the background of a non-interactive shell starts: with SIGINT ignored
+        (signal.SIGINT, 130, _ignore_sigint),
+    ],
+    ids=["sigint", "sigterm", "sigint-inherited-ignored"],
+)
 def test_interrupted_compare_removes_its_containers(ctr, compare_cli, sig, code, start):
     prefix = _prefix()
-    proc = subprocess.Popen([*compare_cli.argv, "--backends", "native", "--name", prefix, "busybox", "sleep", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=start)
+    proc = subprocess.Popen(
+        [*compare_cli.argv, "--backends", "native", "--name", prefix, "busybox", "sleep", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=start,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # until the timing run's container runs its sleep 60
@@ -216,9 +236,22 @@ class _Dom(HTMLParser):
 
 def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}", *args],
-        capture_output=True, text=True, timeout=120)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_html_report_in_chromium(ctr, compare_cli, tmp_path, request):
@@ -229,8 +262,9 @@ def test_html_report_in_chromium(ctr, compare_cli, tmp_path, request):
     # native only: this tests the page; several backends side by side are tested above
     prefix = _prefix()
     report = tmp_path / "report.html"
-    r = compare_cli("--backends", "native", "--name", prefix, "--format", "html", "-o", str(report), *FLAGS,
-                    "busybox", "true")
+    r = compare_cli(
+        "--backends", "native", "--name", prefix, "--format", "html", "-o", str(report), *FLAGS, "busybox", "true"
+    )
     assert r.returncode == 0, r.stderr
     assert_nothing_left(ctr, prefix)
 
@@ -243,8 +277,9 @@ def test_html_report_in_chromium(ctr, compare_cli, tmp_path, request):
     assert dom.bars == [("native", t) for t in ("create", "start", "total")]
 
     screenshot = tmp_path / "report.png"
-    shot = _chromium("--screenshot=" + str(screenshot), "--window-size=1280,1600", report.as_uri(),
-                     profile=tmp_path / "profile")
+    shot = _chromium(
+        "--screenshot=" + str(screenshot), "--window-size=1280,1600", report.as_uri(), profile=tmp_path / "profile"
+    )
     assert shot.returncode == 0, shot.stderr
     assert screenshot.stat().st_size > 10_000  # a page was drawn, not a blank
     if os.environ.get("CTR_KEEP_REPORT"):  # to look at it: CTR_KEEP_REPORT=DIR

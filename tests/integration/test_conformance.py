@@ -78,8 +78,24 @@ def test_output_and_exit_codes(run):
 @backends_param()
 def test_killed_by_signal_is_128_plus_n(ctr, backend):
     name = _name()
-    proc = subprocess.Popen([*ctr.args_prefix, "--backend", backend.name, "run", "--rm", "--name", name, "busybox",
-                             "sh", "-c", "echo ready; sleep 60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            *ctr.args_prefix,
+            "--backend",
+            backend.name,
+            "run",
+            "--rm",
+            "--name",
+            name,
+            "busybox",
+            "sh",
+            "-c",
+            "echo ready; sleep 60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         pid = json.loads(ctr("inspect", name).stdout)[0]["state"]["pid"]
@@ -98,8 +114,20 @@ def test_stdout_and_stderr_apart(run):
 
 @backends_param()
 def test_env_workdir_user_hostname(run):
-    r = run("-e", "A=1", "-w", "/tmp", "-u", "65534:65534", "--hostname", "box", "busybox",
-            "sh", "-c", "echo $A $(pwd) $(id -u):$(id -g) $(hostname)")
+    r = run(
+        "-e",
+        "A=1",
+        "-w",
+        "/tmp",
+        "-u",
+        "65534:65534",
+        "--hostname",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $A $(pwd) $(id -u):$(id -g) $(hostname)",
+    )
     assert r.stdout.split() == ["1", "/tmp", "65534:65534", "box"], r.stderr
 
 
@@ -120,9 +148,19 @@ def test_read_only_root(run):
 
 @backends_param()
 def test_limits_inside_and_from_the_host(run, detached):
-    r = run("--memory", "64m", "--pids-limit", "20", "--cpus", "0.5", "busybox", "sh", "-c",
-            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
-            "/sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us")
+    r = run(
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "20",
+        "--cpus",
+        "0.5",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
+        "/sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us",
+    )
     assert r.stdout.split() == [str(64 << 20), "20", "50000", "100000"], r.stderr
     _, pid = detached("--memory", "64m", "--pids-limit", "20", "--cpus", "0.5", "busybox", "sleep", "60")
     assert (cgroup_dir(pid, "memory") / "memory.limit_in_bytes").read_text().strip() == str(64 << 20)
@@ -150,8 +188,23 @@ def test_stdin_with_i(run):
 def test_tty(ctr, backend):
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
-    proc = subprocess.Popen([*ctr.args_prefix, "--backend", backend.name, "run", "--rm", "-t", "busybox", "sh", "-c",
-                             "tty; sleep 1; stty size"], stdin=slave, stdout=slave, stderr=slave)
+    proc = subprocess.Popen(
+        [
+            *ctr.args_prefix,
+            "--backend",
+            backend.name,
+            "run",
+            "--rm",
+            "-t",
+            "busybox",
+            "sh",
+            "-c",
+            "tty; sleep 1; stty size",
+        ],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+    )
     os.close(slave)
     out = read_until_closed(master)
     assert proc.wait(timeout=60) == 0
@@ -183,7 +236,9 @@ def test_rm_leaves_nothing_in_the_backend(ctr, backend, paths, ctr_root):
     assert name not in ctr("ps", "-a").stdout
     assert not (paths.containers / name).exists()
     if backend.name == "docker":
-        out = subprocess.run(["docker", "ps", "-a", "--filter", f"name={name}", "-q"], capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["docker", "ps", "-a", "--filter", f"name={name}", "-q"], capture_output=True, text=True
+        ).stdout
         assert out.strip() == ""
     if backend.name == "lxc":
         assert not (paths.data / "lxc" / name).exists()

@@ -33,8 +33,13 @@ RUNNER = (
 
 def run_example(script: str, ctr_root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "CTR_ROOT": str(ctr_root)}
-    return subprocess.run([sys.executable, "-c", RUNNER, str(EXAMPLES / script), *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", RUNNER, str(EXAMPLES / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 @pytest.fixture
@@ -59,8 +64,18 @@ def test_lxc_to_docker(cli, paths, request, ctr_root):
     lifecycle_ready("docker", request)
     running, stopped = f"ex-{uuid.uuid4().hex[:6]}", f"ex-{uuid.uuid4().hex[:6]}"
     cli.made.update((running, stopped))
-    cli("--backend", "lxc", "run", "-d", "--name", running, "busybox", "sh", "-c",
-        "[ -e /state ] || echo first-run > /state; exec sleep 600")
+    cli(
+        "--backend",
+        "lxc",
+        "run",
+        "-d",
+        "--name",
+        running,
+        "busybox",
+        "sh",
+        "-c",
+        "[ -e /state ] || echo first-run > /state; exec sleep 600",
+    )
     cli("--backend", "lxc", "run", "--name", stopped, "busybox", "sh", "-c", "echo done > /state")
     r = run_example("lxc_to_docker.py", ctr_root, running, stopped)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -63,8 +63,15 @@ def test_own_process_is_host_everywhere():
 
 def test_cli_says_host_for_the_calling_shell():
     """`ctr explain --pid $$`: the caller of ctr is on the host, in every namespace."""
-    cmd = [sys.executable, "-c", "from ctr.cli.explain import explain; explain.main(prog_name='ctr explain')",
-           "--format", "json", "--pid", str(os.getpid())]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from ctr.cli.explain import explain; explain.main(prog_name='ctr explain')",
+        "--format",
+        "json",
+        "--pid",
+        str(os.getpid()),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
@@ -74,14 +81,31 @@ def test_cli_says_host_for_the_calling_shell():
 
 
 def test_cli_missing_pid_is_one_line():
-    cmd = [sys.executable, "-c", "from ctr.cli.explain import explain; explain.main(prog_name='ctr explain')",
-           "--pid", "999999999"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from ctr.cli.explain import explain; explain.main(prog_name='ctr explain')",
+        "--pid",
+        "999999999",
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert (r.returncode, r.stdout, r.stderr) == (125, "", "ctr: no such process: 999999999\n")
 
 
 def test_native_container_as_the_kernel_sees_it(ctr, ctr_root):
-    cmd = [*ctr.args_prefix, "run", "--rm", "--memory", "64m", "--pids-limit", "50", "--cap-drop", "NET_RAW", "busybox", *LONG]
+    cmd = [
+        *ctr.args_prefix,
+        "run",
+        "--rm",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "50",
+        "--cap-drop",
+        "NET_RAW",
+        "busybox",
+        *LONG,
+    ]
     assert cmd[:5] == [sys.executable, "-m", "ctr.cli.main", "--root", str(ctr_root)]
     with foreground(cmd) as (proc, pid):
         # "ready" comes before the shell forks sleep: wait for it, so pids.current holds still
@@ -153,8 +177,10 @@ UNIFIED = Path("/sys/fs/cgroup") if PURE_V2 else Path("/sys/fs/cgroup/unified")
 def test_native_v2_driver_device_program_as_the_kernel_holds_it(ctr, ctr_root):
     """The v2 driver (forced on a hybrid host): explain decodes the BPF program the kernel runs
     for the container's cgroup, and the kernel refuses nodes outside Docker's default."""
-    probe = ("mknod /blk b 7 0; mknod /mem c 1 1; { cat /blk; cat /mem; echo x > /dev/null && echo null-ok; } "
-             "> /probe 2>&1; trap 'exit 0' TERM; echo ready; sleep 60 & wait")
+    probe = (
+        "mknod /blk b 7 0; mknod /mem c 1 1; { cat /blk; cat /mem; echo x > /dev/null && echo null-ok; } "
+        "> /probe 2>&1; trap 'exit 0' TERM; echo ready; sleep 60 & wait"
+    )
     cmd = [*ctr.args_prefix, "run", "--rm", "busybox", "sh", "-c", probe]
     with foreground(cmd, env={**os.environ, "CTR_CGROUP_DRIVER": "v2"}) as (proc, pid):
         line = [x for x in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if x.startswith("0::")][0]
@@ -164,7 +190,9 @@ def test_native_v2_driver_device_program_as_the_kernel_holds_it(ctr, ctr_root):
         assert devices["default"] == "deny" and sorted(devices["rules"]) == sorted(DEFAULT_ALLOW)
         assert [p["name"] for p in devices["programs"]] == ["ctr_devices"]
         assert Path(f"/proc/{pid}/root/probe").read_text().splitlines() == [
-            "cat: can't open '/blk': Operation not permitted", "cat: can't open '/mem': Operation not permitted",
-            "null-ok"]
+            "cat: can't open '/blk': Operation not permitted",
+            "cat: can't open '/mem': Operation not permitted",
+            "null-ok",
+        ]
         proc.terminate()
         assert proc.wait(timeout=30) == 0

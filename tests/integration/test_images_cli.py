@@ -1,6 +1,4 @@
-"""`ctr images` and `ctr image ...` through the real CLI, in a subprocess.
-
-"""
+"""`ctr images` and `ctr image ...` through the real CLI, in a subprocess."""
 
 from __future__ import annotations
 
@@ -111,8 +109,21 @@ def test_rm_refused_while_in_use_unless_forced(ctri) -> None:
 def test_import_rootfs_with_changes_and_run(ctri, tmp_path: Path) -> None:
     path = tmp_path / "rootfs.tar.gz"
     path.write_bytes(gzip.compress(rootfs_tar()))
-    r = ok(ctri("image", "import", str(path), "--name", "imported:1", "--change", 'CMD ["cat", "/etc/motd"]',
-                "--change", "ENV GREETING=hello WHO=world", "--change", "WORKDIR /etc"))
+    r = ok(
+        ctri(
+            "image",
+            "import",
+            str(path),
+            "--name",
+            "imported:1",
+            "--change",
+            'CMD ["cat", "/etc/motd"]',
+            "--change",
+            "ENV GREETING=hello WHO=world",
+            "--change",
+            "WORKDIR /etc",
+        )
+    )
     assert r.stdout.strip() == "Loaded image: imported:1"
     assert ok(ctri("run", "--rm", "imported:1")).stdout == "imported\n"
     r = ok(ctri("run", "--rm", "imported:1", "sh", "-c", 'echo "$GREETING $WHO"; pwd'))
@@ -158,16 +169,20 @@ def test_export_import_round_trip(ctri, tmp_path: Path) -> None:
 
 
 def test_export_to_stdout(ctri, tmp_path: Path) -> None:
-    r = subprocess.run([*CTRI, "--root", str(ctri.root), "image", "export", "busybox", "-o", "-"],
-                       capture_output=True, timeout=120)
+    r = subprocess.run(
+        [*CTRI, "--root", str(ctri.root), "image", "export", "busybox", "-o", "-"], capture_output=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     with tarfile.open(fileobj=io.BytesIO(r.stdout)) as tar:
         assert {"oci-layout", "index.json", "manifest.json"} <= set(tar.getnames())
 
 
 def test_help_for_every_command() -> None:
-    for args in (["images"], ["image"], *(["image", c] for c in
-                 ("ls", "inspect", "rm", "tag", "import", "export", "pull", "push"))):
+    for args in (
+        ["images"],
+        ["image"],
+        *(["image", c] for c in ("ls", "inspect", "rm", "tag", "import", "export", "pull", "push")),
+    ):
         r = run_ctr(Path("/nonexistent"), *args, "--help")
         assert r.returncode == 0 and "Usage:" in r.stdout, args
 

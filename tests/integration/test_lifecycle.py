@@ -137,8 +137,14 @@ def test_wait_returns_exit_code_and_kill_gives_128_plus_n(c):
 def test_oom_killed_is_reported(c):
     # The OOM killer takes a child, and PID 1 lives on a moment: an engine that learns of the
     # OOM only by an event (docker) then always hears it before the exit.
-    name = c.detached("--memory", "16m", "busybox", "sh", "-c",
-                      "(x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived); sleep 1")
+    name = c.detached(
+        "--memory",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
+        "(x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived); sleep 1",
+    )
     assert c("wait", name).stdout.strip() == "0"
     assert "survived" not in c("logs", name).stdout
     assert c.inspect(name)["state"]["oom_killed"] is True
@@ -163,7 +169,9 @@ def test_stats_match_the_cgroup_files(c, backend):
 def test_cp_in_and_out_stays_inside_the_root(c, tmp_path):
     host_dir = tmp_path / "hostside"
     host_dir.mkdir()
-    name = c.detached("busybox", "sh", "-c", f"mkdir -p /data {host_dir}; ln -s {host_dir} /inside; echo inner > /data/f; sleep 60")
+    name = c.detached(
+        "busybox", "sh", "-c", f"mkdir -p /data {host_dir}; ln -s {host_dir} /inside; echo inner > /data/f; sleep 60"
+    )
     _wait_for(lambda: c("exec", name, "ls", "/inside").returncode == 0)
     src = tmp_path / "in.txt"
     src.write_text("from host\n")
@@ -196,8 +204,11 @@ def test_names_are_unique_across_backends(c, ctr):
 @backends_param("native")
 def test_kill_9_of_ctr_during_run_then_rm_f(c, ctr, paths, ctr_root):
     name = _name()
-    proc = subprocess.Popen([*ctr.args_prefix, "run", "--name", name, "busybox", "sh", "-c", "echo ready; sleep 60"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*ctr.args_prefix, "run", "--name", name, "busybox", "sh", "-c", "echo ready; sleep 60"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     c.made.append(name)
     assert proc.stdout.readline().strip() == "ready"
     proc.kill()
@@ -224,8 +235,15 @@ def test_kill_9_of_the_monitor_then_ps_and_rm_f(c, paths):
 
 @backends_param("native")
 def test_twenty_concurrent_runs_and_removals(backend, ctr, paths, ctr_root):
-    procs = [subprocess.Popen([*ctr.args_prefix, "run", "-d", "busybox", "sleep", "60"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(20)]
+    procs = [
+        subprocess.Popen(
+            [*ctr.args_prefix, "run", "-d", "busybox", "sleep", "60"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(20)
+    ]
     ids = []
     for p in procs:
         out, err = p.communicate(timeout=120)
@@ -233,8 +251,10 @@ def test_twenty_concurrent_runs_and_removals(backend, ctr, paths, ctr_root):
         ids.append(out.strip())
     names = [r["name"] for r in json.loads(ctr("ps", "--format", "json").stdout) if r["id"] in ids]
     assert len(set(names)) == 20
-    procs = [subprocess.Popen([*ctr.args_prefix, "rm", "-f", n], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for n in names]
+    procs = [
+        subprocess.Popen([*ctr.args_prefix, "rm", "-f", n], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for n in names
+    ]
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err

@@ -93,8 +93,17 @@ def test_command_is_pid1_and_ps_shows_only_the_container(backend, capfd):
 
 
 def test_env_workdir_user_hostname(backend, capfd):
-    code, out, err = run(backend, capfd, "sh", "-c", "echo $A $B $(pwd) $(id -u):$(id -g) $(hostname) $HOSTNAME $HOME",
-                         env=("A=1", "B=two words"), workdir="/tmp/new/dir", user="65534:65534", hostname="box")
+    code, out, err = run(
+        backend,
+        capfd,
+        "sh",
+        "-c",
+        "echo $A $B $(pwd) $(id -u):$(id -g) $(hostname) $HOSTNAME $HOME",
+        env=("A=1", "B=two words"),
+        workdir="/tmp/new/dir",
+        user="65534:65534",
+        hostname="box",
+    )
     assert out.split() == ["1", "two", "words", "/tmp/new/dir", "65534:65534", "box", "box", "/home"], err
     code, out, _ = run(backend, capfd, "sh", "-c", "id; grep -E 'CapEff|Groups' /proc/self/status", user="nobody")
     assert "uid=65534(nobody) gid=65534(nobody)" in out
@@ -119,7 +128,9 @@ def test_capabilities_are_dockers(backend, capfd):
     code, out, _ = run(backend, capfd, "grep", "-E", "CapEff|CapBnd|NoNewPrivs", "/proc/self/status")
     fields = dict(line.split(":\t") for line in out.splitlines())
     assert fields == {"CapEff": DEFAULT_CAPEFF, "CapBnd": DEFAULT_CAPEFF, "NoNewPrivs": "1"}
-    code, out, _ = run(backend, capfd, "grep", "CapEff", "/proc/self/status", cap_drop=("NET_RAW",), cap_add=("SYS_ADMIN",))
+    code, out, _ = run(
+        backend, capfd, "grep", "CapEff", "/proc/self/status", cap_drop=("NET_RAW",), cap_add=("SYS_ADMIN",)
+    )
     mask = int(out.split()[1], 16)
     assert not mask & (1 << 13) and mask & (1 << 21)
     code, out, _ = run(backend, capfd, "grep", "CapEff", "/proc/self/status", cap_drop=("ALL",))
@@ -130,8 +141,16 @@ def test_config_maps_the_spec(backend):
     """The liblxc keys a spec turns into (the runs above show the kernel agrees)."""
     from ctr.backends.lxc.config import lxc_config
 
-    spec = ContainerSpec(image="busybox", cap_drop=("ALL",), cap_add=("NET_ADMIN", "kill"), network="host",
-                         read_only=True, memory=64 << 20, pids_limit=-1, tty=True)
+    spec = ContainerSpec(
+        image="busybox",
+        cap_drop=("ALL",),
+        cap_add=("NET_ADMIN", "kill"),
+        network="host",
+        read_only=True,
+        memory=64 << 20,
+        pids_limit=-1,
+        tty=True,
+    )
     user = {"uid": 0, "gid": 0, "groups": [], "home": "/root", "targets": []}
     items = lxc_config(spec, "a" * 64, "h", ["/l/bottom", "/l/top"], "/c/upper", "/r", "/log", ["A=1"], "/", user)
     config = {}
@@ -145,8 +164,20 @@ def test_config_maps_the_spec(backend):
     assert config["lxc.cgroup.pids.max"] == ["max"]
     assert config["lxc.cgroup.dir.container"] == ["ctr-lxc-" + "a" * 64]
     assert "lxc.console.path" not in config  # -t: liblxc's console
-    none = dict(lxc_config(spec.with_changes(cap_drop=("ALL",), cap_add=(), network="none", tty=False),
-                           "b" * 64, "h", ["/l"], "/u", "/r", "/log", [], "/", user))
+    none = dict(
+        lxc_config(
+            spec.with_changes(cap_drop=("ALL",), cap_add=(), network="none", tty=False),
+            "b" * 64,
+            "h",
+            ["/l"],
+            "/u",
+            "/r",
+            "/log",
+            [],
+            "/",
+            user,
+        )
+    )
     assert (none["lxc.cap.keep"], none["lxc.net.0.type"], none["lxc.console.path"]) == ("none", "empty", "none")
 
 
@@ -183,11 +214,18 @@ def test_namespaces_cgroups_and_caps_from_the_host(backend, ctr, paths):
 
 
 def test_limits_as_the_container_sees_them(backend, capfd):
-    code, out, err = run(backend, capfd, "sh", "-c",
-                         "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
-                         "/sys/fs/cgroup/cpu/cpu.cfs_quota_us; touch /sys/fs/cgroup/x 2>/dev/null || echo ro; "
-                         "echo 1 > /sys/fs/cgroup/pids/pids.max 2>/dev/null || echo ro",
-                         memory=64 << 20, pids_limit=20, cpus=0.25)
+    code, out, err = run(
+        backend,
+        capfd,
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
+        "/sys/fs/cgroup/cpu/cpu.cfs_quota_us; touch /sys/fs/cgroup/x 2>/dev/null || echo ro; "
+        "echo 1 > /sys/fs/cgroup/pids/pids.max 2>/dev/null || echo ro",
+        memory=64 << 20,
+        pids_limit=20,
+        cpus=0.25,
+    )
     assert out.split() == [str(64 << 20), "20", "25000", "ro", "ro"], err
 
 
@@ -200,9 +238,14 @@ def test_pids_limit_is_enforced(backend, capfd):
 
 
 def test_network_none_has_only_lo_up(backend, capfd):
-    code, out, err = run(backend, capfd, "sh", "-c",
-                         "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; cat /sys/class/net/lo/operstate; "
-                         "ping -c1 -W1 127.0.0.1 >/dev/null && echo ping")
+    code, out, err = run(
+        backend,
+        capfd,
+        "sh",
+        "-c",
+        "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; cat /sys/class/net/lo/operstate; "
+        "ping -c1 -W1 127.0.0.1 >/dev/null && echo ping",
+    )
     assert out.split() == ["lo", "unknown", "ping"], err
 
 

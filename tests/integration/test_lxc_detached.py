@@ -118,9 +118,17 @@ def test_exec_is_the_containers_process(backend, ctr, paths):
     rec = detached(ctr, paths, "lxc-exec", "-e", "A=1", "-w", "/srv", "--cap-drop", "NET_RAW", "busybox", "sleep", "60")
     try:
         pid = rec["pid"]
-        r = lxc_cli(ctr, "exec", "-e", "B=2", "lxc-exec", "sh", "-c",
-                    "echo $$ $A $B $HOME $(pwd); grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; "
-                    "readlink /proc/self/ns/pid; readlink /proc/self/ns/mnt; cat /proc/self/cgroup; echo err >&2")
+        r = lxc_cli(
+            ctr,
+            "exec",
+            "-e",
+            "B=2",
+            "lxc-exec",
+            "sh",
+            "-c",
+            "echo $$ $A $B $HOME $(pwd); grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; "
+            "readlink /proc/self/ns/pid; readlink /proc/self/ns/mnt; cat /proc/self/cgroup; echo err >&2",
+        )
         assert r.returncode == 0, r.stderr
         lines = r.stdout.splitlines()
         assert lines[0].split()[1:] == ["1", "2", "/root", "/srv"] and lines[0].split()[0] != "1"
@@ -129,10 +137,24 @@ def test_exec_is_the_containers_process(backend, ctr, paths):
         assert lines[4:6] == [ns_inode(pid, "pid"), ns_inode(pid, "mnt")]
         assert [line.split(":", 2)[2] for line in lines[6:] if ":memory:" in line or ":pids:" in line] == ["/", "/"]
         assert r.stderr == "err\n"
-        r = lxc_cli(ctr, "exec", "-u", "nobody", "-w", "/tmp/new", "lxc-exec", "sh", "-c",
-                    "id; pwd; echo $HOME; grep CapEff /proc/self/status")
-        assert r.stdout.splitlines() == ["uid=65534(nobody) gid=65534(nobody) groups=65534(nobody)", "/tmp/new",
-                                         "/home", "CapEff:\t0000000000000000"], r.stderr
+        r = lxc_cli(
+            ctr,
+            "exec",
+            "-u",
+            "nobody",
+            "-w",
+            "/tmp/new",
+            "lxc-exec",
+            "sh",
+            "-c",
+            "id; pwd; echo $HOME; grep CapEff /proc/self/status",
+        )
+        assert r.stdout.splitlines() == [
+            "uid=65534(nobody) gid=65534(nobody) groups=65534(nobody)",
+            "/tmp/new",
+            "/home",
+            "CapEff:\t0000000000000000",
+        ], r.stderr
         assert lxc_cli(ctr, "exec", "-i", "lxc-exec", "cat", input="in\n").stdout == "in\n"
         assert lxc_cli(ctr, "exec", "lxc-exec", "sh", "-c", "exit 6").returncode == 6
         r = lxc_cli(ctr, "exec", "lxc-exec", "nosuchcmd")
@@ -158,7 +180,9 @@ def test_exec_with_a_terminal(backend, ctr, paths):
         assert code == 3, out
         lines = out.replace(b"\r", b"").split(b"\n")
         assert lines[0].startswith(b"/dev/pts/") and lines[1] == b"33 101", out
-        code, out = pty_cli(ctr, "exec", "-t", "-i", "lxc-exec-t", "sh", "-c", "echo ready; read x; echo got $x", send=b"hello\r")
+        code, out = pty_cli(
+            ctr, "exec", "-t", "-i", "lxc-exec-t", "sh", "-c", "echo ready; read x; echo got $x", send=b"hello\r"
+        )
         assert code == 0 and b"got hello" in out, out
         r = lxc_cli(ctr, "exec", "-t", "lxc-exec-t", "tty", input=b"")  # no terminal on ctr's side: still one
         assert r.returncode == 0 and r.stdout.startswith(b"/dev/pts/"), r.stderr
@@ -190,8 +214,18 @@ def test_a_foreground_run_is_seen_and_driven_by_other_commands(backend, ctr, pat
 
 
 def test_oom_kill_is_recorded_in_the_foreground_too(backend, ctr, paths):
-    r = lxc_cli(ctr, "run", "--name", "lxc-oom", "--memory", "16m", "busybox", "sh", "-c",
-                "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived")
+    r = lxc_cli(
+        ctr,
+        "run",
+        "--name",
+        "lxc-oom",
+        "--memory",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived",
+    )
     try:
         assert r.returncode == 137, r.stderr
         assert json.loads(lxc_cli(ctr, "inspect", "lxc-oom").stdout)[0]["state"]["oom_killed"] is True
@@ -201,8 +235,15 @@ def test_oom_kill_is_recorded_in_the_foreground_too(backend, ctr, paths):
 
 
 def test_concurrent_runs_and_removals(backend, ctr, paths):
-    procs = [subprocess.Popen([*ctr.args_prefix, "--backend", "lxc", "run", "-d", "busybox", "sleep", "60"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    procs = [
+        subprocess.Popen(
+            [*ctr.args_prefix, "--backend", "lxc", "run", "-d", "busybox", "sleep", "60"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
     ids = []
     for p in procs:
         out, err = p.communicate(timeout=120)
@@ -210,8 +251,12 @@ def test_concurrent_runs_and_removals(backend, ctr, paths):
         ids.append(out.strip())
     rows = [r for r in json.loads(lxc_cli(ctr, "ps", "--format", "json").stdout) if r["id"] in ids]
     assert len({r["name"] for r in rows}) == 8 and {r["status"] for r in rows} == {"running"}
-    procs = [subprocess.Popen([*ctr.args_prefix, "rm", "-f", r["name"]], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for r in rows]
+    procs = [
+        subprocess.Popen(
+            [*ctr.args_prefix, "rm", "-f", r["name"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for r in rows
+    ]
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err

@@ -36,11 +36,19 @@ def test_volumes_rw_and_ro(backend, capfd, tmp_path):
     (data / "in").write_text("from host\n")
     single = tmp_path / "single"
     single.write_text("one file\n")
-    code, out, err = run(backend, capfd, "sh", "-c", "cat /data/deep/in /etc/single; echo from container > /data/deep/out",
-                         mounts=(Mount(str(data), "/data/deep"), Mount(str(single), "/etc/single", read_only=True)))
+    code, out, err = run(
+        backend,
+        capfd,
+        "sh",
+        "-c",
+        "cat /data/deep/in /etc/single; echo from container > /data/deep/out",
+        mounts=(Mount(str(data), "/data/deep"), Mount(str(single), "/etc/single", read_only=True)),
+    )
     assert (code, out) == (0, "from host\none file\n"), err
     assert (data / "out").read_text() == "from container\n"
-    code, out, err = run(backend, capfd, "sh", "-c", "echo x > /data/out2", mounts=(Mount(str(data), "/data", read_only=True),))
+    code, out, err = run(
+        backend, capfd, "sh", "-c", "echo x > /data/out2", mounts=(Mount(str(data), "/data", read_only=True),)
+    )
     assert code != 0 and "Read-only file system" in err
     assert not (data / "out2").exists()
 
@@ -49,8 +57,16 @@ def test_read_only_root(backend, capfd, tmp_path):
     code, out, err = run(backend, capfd, "sh", "-c", "touch /x", read_only=True)
     assert code != 0 and "Read-only file system" in err
     # Mount targets and the working directory are made before the root turns read-only.
-    code, out, err = run(backend, capfd, "sh", "-c", "pwd; echo ok > /dev/shm/x && cat /dev/shm/x; echo v > /new/vol/f",
-                         read_only=True, workdir="/work", mounts=(Mount(str(tmp_path), "/new/vol"),))
+    code, out, err = run(
+        backend,
+        capfd,
+        "sh",
+        "-c",
+        "pwd; echo ok > /dev/shm/x && cat /dev/shm/x; echo v > /new/vol/f",
+        read_only=True,
+        workdir="/work",
+        mounts=(Mount(str(tmp_path), "/new/vol"),),
+    )
     assert (code, out.split()) == (0, ["/work", "ok"]), err
     assert (tmp_path / "f").read_text() == "v\n"
 
@@ -98,12 +114,23 @@ def layered_image(paths) -> str:
 def test_layers_whiteouts_and_symlinked_mount_targets(backend, capfd, layered_image, tmp_path):
     (tmp_path / "f").write_text("volume\n")
     tmp_path.chmod(0o755)  # alice reads it
-    code, out, err = run(backend, capfd, "sh", "-c",
-                         "cat /etc/motd /run/x/f /etc/evil/f; test -e /bin/vi || echo no-vi; id",
-                         image=layered_image, user="alice",
-                         mounts=(Mount(str(tmp_path), "/var/run/x"), Mount(str(tmp_path), "/hostetc/evil")))
-    assert out.splitlines() == ["from the top layer", "volume", "volume", "no-vi",
-                                "uid=1000(alice) gid=1000(alice) groups=50(staff),1000(alice)"], err
+    code, out, err = run(
+        backend,
+        capfd,
+        "sh",
+        "-c",
+        "cat /etc/motd /run/x/f /etc/evil/f; test -e /bin/vi || echo no-vi; id",
+        image=layered_image,
+        user="alice",
+        mounts=(Mount(str(tmp_path), "/var/run/x"), Mount(str(tmp_path), "/hostetc/evil")),
+    )
+    assert out.splitlines() == [
+        "from the top layer",
+        "volume",
+        "volume",
+        "no-vi",
+        "uid=1000(alice) gid=1000(alice) groups=50(staff),1000(alice)",
+    ], err
     assert not Path("/etc/evil").exists()  # the image's link to /etc never reached the host's
 
 

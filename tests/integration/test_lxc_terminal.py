@@ -54,8 +54,9 @@ def test_tty_without_a_terminal_and_line_endings(backend, ctr):
 def test_tty_input_and_ctrl_c(backend, ctr):
     code, out = pty_run(ctr, "-t", "-i", "busybox", "sh", "-c", "echo ready; read x; echo got $x", send=b"hello\r")
     assert code == 0 and b"got hello" in out
-    code, out = pty_run(ctr, "-t", "-i", "busybox", "sh", "-c", "trap 'echo INT; exit 9' INT; echo ready; sleep 30 & wait",
-                        send=b"\x03")
+    code, out = pty_run(
+        ctr, "-t", "-i", "busybox", "sh", "-c", "trap 'echo INT; exit 9' INT; echo ready; sleep 30 & wait", send=b"\x03"
+    )
     assert code == 9 and b"INT" in out
 
 
@@ -68,7 +69,9 @@ def test_signals_to_ctr_reach_the_container(backend, ctr, paths):
 
 
 def test_killed_ctr_stops_the_container_and_tidies_up(backend, ctr, paths):
-    with running(ctr, paths, "lxc-orphan", "busybox", "sh", "-c", "trap 'exit 3' TERM; echo ready; sleep 60 & wait") as (proc, pid):
+    with running(
+        ctr, paths, "lxc-orphan", "busybox", "sh", "-c", "trap 'exit 3' TERM; echo ready; sleep 60 & wait"
+    ) as (proc, pid):
         proc.kill()  # ctr dies at once: its monitor gets SIGTERM and passes it on
         proc.wait()
         deadline = time.monotonic() + 20

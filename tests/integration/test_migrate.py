@@ -90,12 +90,19 @@ class Cli:
     def __init__(self, ctr_root) -> None:
         import sys
 
-        self.prefix = [sys.executable, "-c", (
-            "import sys\n"
-            "from ctr.cli.main import cli, main\n"
-            "from ctr.cli.migrate import migrate_commands\n"
-            "for c in migrate_commands: cli.commands.setdefault(c.name, c)\n"
-            "sys.argv[0] = 'ctr'\nmain()\n"), "--root", str(ctr_root)]
+        self.prefix = [
+            sys.executable,
+            "-c",
+            (
+                "import sys\n"
+                "from ctr.cli.main import cli, main\n"
+                "from ctr.cli.migrate import migrate_commands\n"
+                "for c in migrate_commands: cli.commands.setdefault(c.name, c)\n"
+                "sys.argv[0] = 'ctr'\nmain()\n"
+            ),
+            "--root",
+            str(ctr_root),
+        ]
         self.made: set[str] = set()
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -140,8 +147,28 @@ def test_running_container_moves_with_its_whole_tree(cli, paths, request, source
     lifecycle_ready(target, request)
     name = _name()
     cli.made.add(name)
-    cli("--backend", source, "run", "-d", "--name", name, "-e", "GREETING=hi there", "-w", "/srv",
-        "--cap-drop", "NET_RAW", "--pids-limit", "64", "-l", "team=infra", "busybox", "sh", "-c", SCRIPT)
+    cli(
+        "--backend",
+        source,
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-e",
+        "GREETING=hi there",
+        "-w",
+        "/srv",
+        "--cap-drop",
+        "NET_RAW",
+        "--pids-limit",
+        "64",
+        "-l",
+        "team=infra",
+        "busybox",
+        "sh",
+        "-c",
+        SCRIPT,
+    )
     cli.hash(name)  # until the script has run
     cli("stop", "-t", "1", name)
     _host_side_changes(paths, source, name)
@@ -222,13 +249,22 @@ def _leftovers(paths, name: str, source: str) -> list[str]:
     out = [p.name for p in paths.containers.iterdir() if p.name != name and p.name.startswith(name)]
     lxc_dir = paths.data / "lxc"
     if lxc_dir.is_dir():
-        out += [f"lxc:{p.name}" for p in lxc_dir.iterdir() if p.name.startswith(name)
-                and not (source == "lxc" and p.name == name)]
-    engine = subprocess.run(["docker", "ps", "-a", "--filter", f"label=ctr.root={paths.data}", "--format",
-                             "{{.ID}} {{.Names}}"], capture_output=True, text=True).stdout.splitlines()
+        out += [
+            f"lxc:{p.name}"
+            for p in lxc_dir.iterdir()
+            if p.name.startswith(name) and not (source == "lxc" and p.name == name)
+        ]
+    engine = subprocess.run(
+        ["docker", "ps", "-a", "--filter", f"label=ctr.root={paths.data}", "--format", "{{.ID}} {{.Names}}"],
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
     source_id = get_backend(source, paths).get(name).id if source == "docker" else None
-    return out + [f"docker:{line}" for line in engine
-                  if line.split()[1].startswith(name) and not (source_id and source_id.startswith(line.split()[0]))]
+    return out + [
+        f"docker:{line}"
+        for line in engine
+        if line.split()[1].startswith(name) and not (source_id and source_id.startswith(line.split()[0]))
+    ]
 
 
 @pytest.mark.parametrize("source,target", [("native", "docker"), ("docker", "lxc"), ("lxc", "native")])
@@ -302,8 +338,12 @@ def test_export_import_round_trip(cli, paths, request, tmp_path, source, target)
     # Without the image in the bundle, the store's copy (found by digest) is used; from stdin.
     r = subprocess.run([*cli.prefix, "export", "--no-image", name, "-o", "-"], capture_output=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([*cli.prefix, "import", "-", "--backend", target, "--name", copy], input=r.stdout,
-                       capture_output=True, timeout=120)
+    r = subprocess.run(
+        [*cli.prefix, "import", "-", "--backend", target, "--name", copy],
+        input=r.stdout,
+        capture_output=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert tree_digest(get_backend(target, paths).writable_layer(copy)) == digest
 
@@ -339,8 +379,19 @@ def test_commit_makes_an_image_of_the_container(cli, paths, request):
     lifecycle_ready("native", request)
     name, ref = _name(), f"committed/{uuid.uuid4().hex[:8]}:1"
     cli.made.add(name)
-    cli("run", "--name", name, "-e", "MODE=prod", "-w", "/srv", "busybox", "sh", "-c",
-        "mkdir -p /srv && echo built > /srv/out && rm /etc/group")
+    cli(
+        "run",
+        "--name",
+        name,
+        "-e",
+        "MODE=prod",
+        "-w",
+        "/srv",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /srv && echo built > /srv/out && rm /etc/group",
+    )
     image_id = cli("commit", "-m", "first build", name, ref).stdout.strip()
     try:
         info = json.loads(cli("image", "inspect", ref).stdout)
@@ -350,7 +401,9 @@ def test_commit_makes_an_image_of_the_container(cli, paths, request):
         assert config["Cmd"] == ["sh", "-c", "mkdir -p /srv && echo built > /srv/out && rm /etc/group"]
         assert "MODE=prod" in config["Env"] and config["WorkingDir"] == "/srv"
         assert len(info["layers"]) == 2 and info["history"][-1]["comment"] == "first build"
-        out = cli("run", "--rm", ref, "sh", "-c", "cat /srv/out; test -e /etc/group || echo gone; pwd; echo $MODE").stdout
+        out = cli(
+            "run", "--rm", ref, "sh", "-c", "cat /srv/out; test -e /etc/group || echo gone; pwd; echo $MODE"
+        ).stdout
         assert out.split() == ["built", "gone", "/srv", "prod"]
     finally:
         cli("image", "rm", ref, check=False)

@@ -88,7 +88,8 @@ def test_keeper_is_ctr_monitor_and_small(ctr, made, binary, paths, record_proper
     # It holds nothing of ctr's but the container's outputs, the log and the pidfd.
     fds = {os.readlink(f"/proc/{keeper}/fd/{fd}") for fd in os.listdir(f"/proc/{keeper}/fd")}
     assert {f for f in fds if not f.startswith(("pipe:", "anon_inode:[pidfd]", "/dev/null"))} == {
-        str(paths.containers / name / logs.LOG_FILE)}
+        str(paths.containers / name / logs.LOG_FILE)
+    }
     assert os.readlink(f"/proc/{keeper}/cwd") == "/"  # keeps no directory (or mount) busy
 
 

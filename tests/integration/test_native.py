@@ -73,7 +73,9 @@ def test_namespaces_cgroup_and_caps_seen_from_the_host(ctr, ctr_root):
         cpu = cgroup_dir(pid, "cpu")
         assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "50000"
         assert (cpu / "cpu.cfs_period_us").read_text().strip() == "100000"
-        root_mount = [line for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines() if line.split()[4] == "/"]
+        root_mount = [
+            line for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines() if line.split()[4] == "/"
+        ]
         assert " - overlay " in root_mount[0]
         proc.terminate()
         assert proc.wait(timeout=30) == 0  # SIGTERM reached the container's trap
@@ -81,24 +83,57 @@ def test_namespaces_cgroup_and_caps_seen_from_the_host(ctr, ctr_root):
 
 
 def test_limits_as_the_container_sees_them(ctr):
-    r = ctr("run", "--rm", "--memory", "64m", "--pids-limit", "20", "busybox", "sh", "-c",
-            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; touch /sys/fs/cgroup/x 2>/dev/null || echo ro")
+    r = ctr(
+        "run",
+        "--rm",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "20",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; touch /sys/fs/cgroup/x 2>/dev/null || echo ro",
+    )
     assert r.stdout.split() == [str(64 << 20), "20", "ro"], r.stderr
 
 
 def test_pids_limit_is_enforced(ctr):
-    r = ctr("run", "--rm", "--pids-limit", "5", "busybox", "sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait")
+    r = ctr(
+        "run", "--rm", "--pids-limit", "5", "busybox", "sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait"
+    )
     assert "can't fork" in r.stderr, r.stderr
 
 
 def test_network_none_has_only_lo_up(ctr):
-    r = ctr("run", "--rm", "busybox", "sh", "-c", "ls /sys/class/net; cat /sys/class/net/lo/operstate; ping -c1 -W1 127.0.0.1 >/dev/null && echo ping")
+    r = ctr(
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /sys/class/net; cat /sys/class/net/lo/operstate; ping -c1 -W1 127.0.0.1 >/dev/null && echo ping",
+    )
     assert r.stdout.split() == ["lo", "unknown", "ping"], r.stderr
 
 
 def test_env_workdir_user_hostname(ctr):
-    r = ctr("run", "--rm", "-e", "A=1", "-w", "/tmp/new", "-u", "65534:65534", "--hostname", "box", "busybox",
-            "sh", "-c", "echo $A $(pwd) $(id -u):$(id -g) $(hostname) $HOSTNAME; grep CapEff /proc/self/status")
+    r = ctr(
+        "run",
+        "--rm",
+        "-e",
+        "A=1",
+        "-w",
+        "/tmp/new",
+        "-u",
+        "65534:65534",
+        "--hostname",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $A $(pwd) $(id -u):$(id -g) $(hostname) $HOSTNAME; grep CapEff /proc/self/status",
+    )
     assert r.stdout.split()[:5] == ["1", "/tmp/new", "65534:65534", "box", "box"], r.stderr
     assert r.stdout.split()[-1] == "0000000000000000"  # a non-root user gets no effective capabilities
     assert ctr("run", "--rm", "-u", "nobody", "busybox", "id", "-un").stdout == "nobody\n"
@@ -108,7 +143,9 @@ def test_env_workdir_user_hostname(ctr):
 
 def test_volumes_rw_and_ro(ctr, tmp_path):
     (tmp_path / "in").write_text("from host\n")
-    r = ctr("run", "--rm", "-v", f"{tmp_path}:/data", "busybox", "sh", "-c", "cat /data/in; echo from container > /data/out")
+    r = ctr(
+        "run", "--rm", "-v", f"{tmp_path}:/data", "busybox", "sh", "-c", "cat /data/in; echo from container > /data/out"
+    )
     assert r.stdout == "from host\n"
     assert (tmp_path / "out").read_text() == "from container\n"
     r = ctr("run", "--rm", "-v", f"{tmp_path}:/data:ro", "busybox", "sh", "-c", "echo x > /data/out2")
@@ -119,7 +156,10 @@ def test_volumes_rw_and_ro(ctr, tmp_path):
 def test_read_only_root(ctr):
     r = ctr("run", "--rm", "--read-only", "busybox", "sh", "-c", "touch /x")
     assert r.returncode != 0 and "Read-only file system" in r.stderr
-    assert ctr("run", "--rm", "--read-only", "busybox", "sh", "-c", "echo ok > /dev/shm/x && cat /dev/shm/x").stdout == "ok\n"
+    assert (
+        ctr("run", "--rm", "--read-only", "busybox", "sh", "-c", "echo ok > /dev/shm/x && cat /dev/shm/x").stdout
+        == "ok\n"
+    )
 
 
 def test_entrypoint(ctr):
@@ -127,7 +167,18 @@ def test_entrypoint(ctr):
 
 
 def test_cap_drop_and_add(ctr):
-    r = ctr("run", "--rm", "--cap-drop", "NET_RAW", "--cap-add", "SYS_ADMIN", "busybox", "grep", "CapEff", "/proc/self/status")
+    r = ctr(
+        "run",
+        "--rm",
+        "--cap-drop",
+        "NET_RAW",
+        "--cap-add",
+        "SYS_ADMIN",
+        "busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    )
     mask = int(r.stdout.split()[1], 16)
     assert not mask & (1 << 13) and mask & (1 << 21)
 
@@ -142,9 +193,14 @@ def test_tty(ctr):
     import fcntl
     import struct
     import termios
+
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
-    proc = subprocess.Popen([*ctr.args_prefix, "run", "--rm", "-t", "busybox", "sh", "-c", "tty; stty size"],
-                            stdin=slave, stdout=slave, stderr=slave)
+    proc = subprocess.Popen(
+        [*ctr.args_prefix, "run", "--rm", "-t", "busybox", "sh", "-c", "tty; stty size"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+    )
     os.close(slave)
     out = read_until_closed(master)
     assert proc.wait(timeout=30) == 0
@@ -177,18 +233,25 @@ def test_image_is_never_modified(ctr, paths):
     r = ctr("run", "--rm", "busybox", "sh", "-c", "echo hacked > /etc/passwd; rm /bin/ls; touch /new; mkdir -p /usr/x")
     assert r.returncode == 0, r.stderr
     assert [tree_digest(p) for p in layers] == before
-    assert ctr("run", "--rm", "busybox", "sh", "-c", "head -1 /etc/passwd; ls /new 2>&1 >/dev/null | wc -l").stdout.split("\n")[0].startswith("root:")
+    assert (
+        ctr("run", "--rm", "busybox", "sh", "-c", "head -1 /etc/passwd; ls /new 2>&1 >/dev/null | wc -l")
+        .stdout.split("\n")[0]
+        .startswith("root:")
+    )
 
 
-@pytest.mark.parametrize("args,culprit,code", [
-    (["nosuchimage"], "nosuchimage", 125),
-    (["--name", "bad/name", "busybox"], "bad/name", 125),
-    (["--memory", "12q", "busybox"], "12q", 125),
-    (["--cpus", "-1", "busybox"], "-1", 125),
-    (["-v", "/nonexistent-ctr-volume:/x", "busybox"], "/nonexistent-ctr-volume", 125),
-    (["busybox", "nosuchcmd"], "nosuchcmd", 127),
-    (["--network", "bridge", "busybox"], "bridge", 125),
-])
+@pytest.mark.parametrize(
+    "args,culprit,code",
+    [
+        (["nosuchimage"], "nosuchimage", 125),
+        (["--name", "bad/name", "busybox"], "bad/name", 125),
+        (["--memory", "12q", "busybox"], "12q", 125),
+        (["--cpus", "-1", "busybox"], "-1", 125),
+        (["-v", "/nonexistent-ctr-volume:/x", "busybox"], "/nonexistent-ctr-volume", 125),
+        (["busybox", "nosuchcmd"], "nosuchcmd", 127),
+        (["--network", "bridge", "busybox"], "bridge", 125),
+    ],
+)
 def test_bad_input_one_line_and_nothing_left(ctr, paths, args, culprit, code):
     before_records = set(os.listdir(paths.containers)) if paths.containers.exists() else set()
     before_cgroups = set(leftover_cgroups())
@@ -203,7 +266,9 @@ def test_bad_input_one_line_and_nothing_left(ctr, paths, args, culprit, code):
 
 def test_rm_leaves_nothing(ctr, paths, ctr_root):
     before = set(leftover_cgroups())
-    assert ctr("run", "--rm", "--name", "gone", "--memory", "32m", "busybox", "sh", "-c", "echo x > /file").returncode == 0
+    assert (
+        ctr("run", "--rm", "--name", "gone", "--memory", "32m", "busybox", "sh", "-c", "echo x > /file").returncode == 0
+    )
     assert not (paths.containers / "gone").exists()
     assert not (paths.runtime / "gone").exists()
     assert set(leftover_cgroups()) <= before

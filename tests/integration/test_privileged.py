@@ -19,18 +19,24 @@ from tests.conftest import backends_param
 
 ENGINE_IMAGE = "ctr.local/busybox:latest"
 # What the container reports: status lines, its mounts, its devices, and what the kernel lets it do.
-PROBE = ("grep -E '^(CapEff|CapBnd|Seccomp|NoNewPrivs):' /proc/self/status; "
-         "echo MOUNTS; cut -d' ' -f5,6 /proc/self/mountinfo; echo DEVICES; "
-         "find /dev -type b -o -type c; echo END; "
-         "cat /sys/fs/cgroup/devices/devices.list 2>/dev/null | sed 's/^/devlist /'; "
-         "head -c0 /dev/loop0 && echo block=ok; "
-         "touch /sys/ctr-probe 2>&1 | grep -q 'Read-only' && echo sys=ro || echo sys=rw")
+PROBE = (
+    "grep -E '^(CapEff|CapBnd|Seccomp|NoNewPrivs):' /proc/self/status; "
+    "echo MOUNTS; cut -d' ' -f5,6 /proc/self/mountinfo; echo DEVICES; "
+    "find /dev -type b -o -type c; echo END; "
+    "cat /sys/fs/cgroup/devices/devices.list 2>/dev/null | sed 's/^/devlist /'; "
+    "head -c0 /dev/loop0 && echo block=ok; "
+    "touch /sys/ctr-probe 2>&1 | grep -q 'Read-only' && echo sys=ro || echo sys=rw"
+)
 UNSUPPORTED = "the docker backend does not support --privileged"
 
 
 def _engine_can_run_privileged() -> tuple[bool, str]:
-    r = subprocess.run(["docker", "run", "--rm", "--privileged", "--network", "none", ENGINE_IMAGE, "true"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        ["docker", "run", "--rm", "--privileged", "--network", "none", ENGINE_IMAGE, "true"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return r.returncode == 0, r.stderr
 
 
@@ -102,8 +108,17 @@ def test_privileged_ignores_seccomp_profile_and_cap_drop(ctr, backend, tmp_path)
 
 @backends_param()
 def test_privileged_with_a_missing_profile_is_one_line(ctr, backend, tmp_path):
-    r = ctr("--backend", backend.name, "run", "--rm", "--privileged", "--security-opt",
-            f"seccomp={tmp_path / 'missing.json'}", "busybox", "true")
+    r = ctr(
+        "--backend",
+        backend.name,
+        "run",
+        "--rm",
+        "--privileged",
+        "--security-opt",
+        f"seccomp={tmp_path / 'missing.json'}",
+        "busybox",
+        "true",
+    )
     assert r.returncode == 125 and "seccomp=" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 

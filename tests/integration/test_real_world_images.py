@@ -38,8 +38,12 @@ CACHE = Path(os.environ.get("CTR_TEST_CACHE") or Paths.default(None).data / "tes
 DEBROOT_TAR = CACHE / "debroot-bookworm-minbase.tar"
 MIRROR = "http://deb.debian.org/debian"
 RUN_ID = uuid.uuid4().hex[:8]
-DEB_CHECK = ["bash", "-c", 'echo "bash ${BASH_VERSINFO[0]}"; dpkg-query -W -f="\\${Package}\\n" | grep -cx apt; '
-             "apt-get --version | head -1 | cut -d' ' -f1; test -c /dev/full && echo full"]
+DEB_CHECK = [
+    "bash",
+    "-c",
+    'echo "bash ${BASH_VERSINFO[0]}"; dpkg-query -W -f="\\${Package}\\n" | grep -cx apt; '
+    "apt-get --version | head -1 | cut -d' ' -f1; test -c /dev/full && echo full",
+]
 
 
 def _mounts_under(path: Path) -> list[str]:
@@ -61,12 +65,17 @@ def debroot_tar() -> Path:
     tmp = Path(tempfile.mkdtemp(dir=CACHE, prefix=".debroot-"))
     try:
         root = tmp / "root"
-        r = subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(root), MIRROR],
-                           capture_output=True, text=True, timeout=900)
+        r = subprocess.run(
+            ["debootstrap", "--variant=minbase", "bookworm", str(root), MIRROR],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         require(r.returncode == 0, f"debootstrap failed: {(r.stderr or r.stdout)[-400:]}")
         # numeric owners and every node as it is: what `tar -C DIR -c .` gives docker import too
-        subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(tmp / "root.tar"), "."],
-                       check=True, timeout=300)
+        subprocess.run(
+            ["tar", "-C", str(root), "--numeric-owner", "-cf", str(tmp / "root.tar"), "."], check=True, timeout=300
+        )
         os.rename(tmp / "root.tar", DEBROOT_TAR)
     finally:
         for point in sorted(_mounts_under(tmp), reverse=True):  # debootstrap mounts /proc, /sys inside
@@ -90,17 +99,28 @@ def deb_images(debroot_tar: Path, tmp_path_factory: pytest.TempPathFactory):
     images = {"tarball": "ctr-test/deb:tarball", "docker-save": engine_ref, "oci-layout": "ctr-test/deb:oci"}
     try:
         with open(debroot_tar, "rb") as f:  # through stdin, as `tar -c . | ctr image import -` sends it
-            r = subprocess.run([*CTRI, "--root", str(root), "image", "import", "-n", images["tarball"],
-                                "-c", 'CMD ["bash"]', "-"], stdin=f, capture_output=True, text=True, timeout=300)
+            r = subprocess.run(
+                [*CTRI, "--root", str(root), "image", "import", "-n", images["tarball"], "-c", 'CMD ["bash"]', "-"],
+                stdin=f,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
         assert r.returncode == 0, r.stderr
         docker("import", "-c", 'CMD ["bash"]', str(debroot_tar), engine_ref, timeout=300)
         docker("save", "-o", str(tmp / "save.tar"), engine_ref, timeout=300)
         ok(run_ctr(root, "image", "import", str(tmp / "save.tar")))
-        r = subprocess.run(["skopeo", "copy", "-q", f"docker-daemon:{engine_ref}", f"oci:{tmp / 'oci'}:deb"],
-                           capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            ["skopeo", "copy", "-q", f"docker-daemon:{engine_ref}", f"oci:{tmp / 'oci'}:deb"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert r.returncode == 0, r.stderr
         ok(run_ctr(root, "image", "import", "--name", images["oci-layout"], str(tmp / "oci")))
-        subprocess.run(["zstd", "-q", "-T0", "-o", str(tmp / "root.tar.zst"), str(debroot_tar)], check=True, timeout=300)
+        subprocess.run(
+            ["zstd", "-q", "-T0", "-o", str(tmp / "root.tar.zst"), str(debroot_tar)], check=True, timeout=300
+        )
         images["zstd-tarball"] = "ctr-test/deb:zstd"
         ok(run_ctr(root, "image", "import", "-n", images["zstd-tarball"], str(tmp / "root.tar.zst")))
         images["user-by-name"] = "ctr-test/deb:nobody"
@@ -133,8 +153,10 @@ def test_debootstrap_root_runs_on_every_backend(backend, form, deb_images) -> No
 # --- an image carrying device nodes: they come in, nobody opens them -----------------------
 
 NODES = {"blk": (tarfile.BLKTYPE, 7, 0), "mem": (tarfile.CHRTYPE, 1, 1), "dev/ctr-test-blk": (tarfile.BLKTYPE, 7, 0)}
-NODE_PROBE = ("for f in /blk /mem; do if cat $f > /dev/null 2> /e; then echo $f opened; else echo $f $(cat /e); fi; "
-              "done; test -e /dev/ctr-test-blk && echo image-dev || echo own-dev; echo x > /dev/null && echo null-ok")
+NODE_PROBE = (
+    "for f in /blk /mem; do if cat $f > /dev/null 2> /e; then echo $f opened; else echo $f $(cat /e); fi; "
+    "done; test -e /dev/ctr-test-blk && echo image-dev || echo own-dev; echo x > /dev/null && echo null-ok"
+)
 
 
 def devnodes_rootfs() -> bytes:
@@ -192,8 +214,14 @@ def _docker_archive(images: list[tuple[list[bytes], list[str]]]) -> bytes:
     manifest = []
     for layers, tags in images:
         diff_ids = ["sha256:" + hashlib.sha256(x).hexdigest() for x in layers]
-        config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
-                             "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+        config = json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "config": {"Cmd": ["sh"]},
+                "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            }
+        ).encode()
         config_name = hashlib.sha256(config).hexdigest() + ".json"
         files[config_name] = config
         names = [f"{d[7:]}/layer.tar" for d in diff_ids]
@@ -208,8 +236,11 @@ def _busybox_members(applets: tuple[str, ...]) -> list[tuple]:
     from ctr.images.busybox import find_busybox
 
     busybox, _ = find_busybox()
-    return [("bin", tarfile.DIRTYPE), ("bin/busybox", tarfile.REGTYPE, Path(busybox).read_bytes(), 0o755),
-            *((f"bin/{a}", tarfile.SYMTYPE, "busybox") for a in applets)]
+    return [
+        ("bin", tarfile.DIRTYPE),
+        ("bin/busybox", tarfile.REGTYPE, Path(busybox).read_bytes(), 0o755),
+        *((f"bin/{a}", tarfile.SYMTYPE, "busybox") for a in applets),
+    ]
 
 
 def _busybox_layer() -> bytes:
@@ -222,10 +253,20 @@ def test_whiteouts_and_opaque_directories_on_every_backend(backend, tmp_path) ->
     layer's files: on native and lxc through overlayfs, on docker through the engine."""
     from ctr.backends.docker.images import engine_tag
 
-    lower = _tar(("etc", tarfile.DIRTYPE), ("etc/gone", tarfile.REGTYPE, b"g"), ("etc/kept", tarfile.REGTYPE, b"k"),
-                 ("d", tarfile.DIRTYPE), ("d/old", tarfile.REGTYPE, b"o"))
-    upper = _tar(("etc", tarfile.DIRTYPE), ("etc/.wh.gone", tarfile.REGTYPE), ("d", tarfile.DIRTYPE),
-                 ("d/.wh..wh..opq", tarfile.REGTYPE), ("d/new", tarfile.REGTYPE, b"n"))
+    lower = _tar(
+        ("etc", tarfile.DIRTYPE),
+        ("etc/gone", tarfile.REGTYPE, b"g"),
+        ("etc/kept", tarfile.REGTYPE, b"k"),
+        ("d", tarfile.DIRTYPE),
+        ("d/old", tarfile.REGTYPE, b"o"),
+    )
+    upper = _tar(
+        ("etc", tarfile.DIRTYPE),
+        ("etc/.wh.gone", tarfile.REGTYPE),
+        ("d", tarfile.DIRTYPE),
+        ("d/.wh..wh..opq", tarfile.REGTYPE),
+        ("d/new", tarfile.REGTYPE, b"n"),
+    )
     ref = f"ctr-test/whiteouts-{RUN_ID}:1"
     (tmp_path / "save.tar").write_bytes(_docker_archive([([_busybox_layer(), lower, upper], [ref])]))
     root = tmp_path / "root"

@@ -42,7 +42,9 @@ DEMO_OUT = "gone-is-absent\nkeep\n/d:\nnew\n"
 
 def registry_answers() -> bool:
     try:
-        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(f"http://{REGISTRY}/v2/", timeout=3) as r:
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+            f"http://{REGISTRY}/v2/", timeout=3
+        ) as r:
             return r.status == 200
     except OSError:
         return False
@@ -60,7 +62,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory):
     if registry_answers():
         yield REGISTRY
         return
-    require(Path("/usr/bin/docker-registry").exists(), "docker-registry is not installed: apt-get install docker-registry")
+    require(
+        Path("/usr/bin/docker-registry").exists(), "docker-registry is not installed: apt-get install docker-registry"
+    )
     env = {**os.environ, "CTR_REGISTRY_PIDFILE": str(tmp_path_factory.mktemp("registry") / "registry.pid")}
     subprocess.run([str(SCRIPTS / "start-registry.sh")], env=env, check=True, timeout=90)
     try:
@@ -107,7 +111,9 @@ def demo(registry: str, engine: list[str], engine_busybox: str, tmp_path_factory
     ctx = tmp_path_factory.mktemp("demo-build")
     (ctx / "Dockerfile").write_text(DOCKERFILE)
     engine.append(ref)
-    docker("build", "-q", "--network", "none", "-t", ref, str(ctx), env={**os.environ, "DOCKER_BUILDKIT": "0"}, timeout=600)
+    docker(
+        "build", "-q", "--network", "none", "-t", ref, str(ctx), env={**os.environ, "DOCKER_BUILDKIT": "0"}, timeout=600
+    )
     docker("push", ref, timeout=600)
     return ref
 
@@ -143,7 +149,8 @@ def test_pull_unknown_tag_is_one_line(registry: str, tmp_path: Path) -> None:
     r = run_ctr(tmp_path / "root", "image", "pull", f"{registry}/ctr-test-{RUN_ID}/nothing:1")
     assert r.returncode == 125
     assert r.stderr.strip().splitlines() == [
-        f"ctr: image {registry}/ctr-test-{RUN_ID}/nothing:1 not found in registry {registry}"]
+        f"ctr: image {registry}/ctr-test-{RUN_ID}/nothing:1 not found in registry {registry}"
+    ]
 
 
 def test_docker_save_imports_and_runs(demo: str, tmp_path: Path) -> None:
@@ -187,8 +194,12 @@ def test_skopeo_and_umoci_read_the_oci_export(ctr_root: Path, tmp_path: Path) ->
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["Digest"] == doc["digest"]
         copy = tmp_path / "copied"
-        r = subprocess.run(["skopeo", "copy", f"oci-archive:{out}", f"oci:{copy}:{RUN_ID}"],
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            ["skopeo", "copy", f"oci-archive:{out}", f"oci:{copy}:{RUN_ID}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 0, r.stderr
         # skopeo's own layout (names are bare tags) comes back in, with --name
         r = ok(run_ctr(tmp_path / "root", "image", "import", str(copy), "--name", "from-skopeo:1"))
@@ -200,8 +211,12 @@ def test_skopeo_and_umoci_read_the_oci_export(ctr_root: Path, tmp_path: Path) ->
         r = subprocess.run(["umoci", "ls", "--layout", str(layout)], capture_output=True, text=True, timeout=60)
         assert r.returncode == 0 and r.stdout.split() == [RUN_ID], r.stderr
         bundle = tmp_path / "bundle"
-        r = subprocess.run(["umoci", "unpack", "--image", f"{layout}:{RUN_ID}", str(bundle)],
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            ["umoci", "unpack", "--image", f"{layout}:{RUN_ID}", str(bundle)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 0, r.stderr
         assert (bundle / "rootfs" / "bin" / "busybox").is_file()
         assert json.loads((bundle / "config.json").read_text())["process"]["args"] == ["sh"]
@@ -225,8 +240,9 @@ def pushed_nested(registry: str, ctr_root: Path) -> tuple[str, str]:
 
 @backends_param()
 @pytest.mark.parametrize("form", ["ip-port-tag", "localhost-port-tag", "ip-port-digest"])
-def test_image_pulled_from_loopback_registry_runs_on_every_backend(backend, form, pushed_nested, registry,
-                                                                   engine, tmp_path) -> None:
+def test_image_pulled_from_loopback_registry_runs_on_every_backend(
+    backend, form, pushed_nested, registry, engine, tmp_path
+) -> None:
     """Issue 13: a reference with a registry host:port (an IPv4 or localhost), a nested path
     and a tag or digest runs on every backend; on docker ctr's engine name must be a valid
     Docker reference (ctr.local/127.0.0.1:5000/... is not)."""
@@ -234,9 +250,11 @@ def test_image_pulled_from_loopback_registry_runs_on_every_backend(backend, form
 
     path, digest = pushed_nested
     port = registry.rsplit(":", 1)[1]
-    ref = {"ip-port-tag": f"127.0.0.1:{port}/{path}:1",
-           "localhost-port-tag": f"localhost:{port}/{path}:1",
-           "ip-port-digest": f"127.0.0.1:{port}/{path}@{digest}"}[form]
+    ref = {
+        "ip-port-tag": f"127.0.0.1:{port}/{path}:1",
+        "localhost-port-tag": f"localhost:{port}/{path}:1",
+        "ip-port-digest": f"127.0.0.1:{port}/{path}@{digest}",
+    }[form]
     root = tmp_path / "root"
     ok(run_ctr(root, "image", "pull", ref))
     if backend.name == "docker":

@@ -21,9 +21,8 @@ def _group_layer() -> bytes:
     """A layer over busybox: users with memberships in /etc/group, as real images have."""
     files = {
         "etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n"
-                      "app:x:1000:1000:app:/home/app:/bin/sh\n",
-        "etc/group": "root:x:0:\nwheel:x:10:app\naudio:x:29:app,nobody\napp:x:1000:\n"
-                     "staff:x:50:\nnobody:x:65534:\n",
+        "app:x:1000:1000:app:/home/app:/bin/sh\n",
+        "etc/group": "root:x:0:\nwheel:x:10:app\naudio:x:29:app,nobody\napp:x:1000:\nstaff:x:50:\nnobody:x:65534:\n",
     }
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -50,10 +49,18 @@ def oracle(ctr_root, request):
         pytest.skip(f"no docker engine for the oracle: {info.reason}")
 
     def run(*args: str, image: str = "busybox", network: str = "none") -> subprocess.CompletedProcess:
-        subprocess.run([*CTR, "--root", str(ctr_root), "--backend", "docker", "run", "--rm", image, "true"],
-                       check=True, capture_output=True, timeout=120)  # loads ctr's image into the engine
-        return subprocess.run(["docker", "run", "--rm", "--network", network, *_engine_args(args, image)],
-                              capture_output=True, text=True, timeout=120)
+        subprocess.run(
+            [*CTR, "--root", str(ctr_root), "--backend", "docker", "run", "--rm", image, "true"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )  # loads ctr's image into the engine
+        return subprocess.run(
+            ["docker", "run", "--rm", "--network", network, *_engine_args(args, image)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     return run
 
@@ -71,7 +78,9 @@ def group_image(paths):
     store = ImageStore(paths)
     busybox = store.get("busybox")
     name = f"ctr-test-groups-{secrets.token_hex(4)}"
-    store.create(f"{name}:latest", [*(store.blob_path(d) for d in busybox.layer_digests), _group_layer()], busybox.config)
+    store.create(
+        f"{name}:latest", [*(store.blob_path(d) for d in busybox.layer_digests), _group_layer()], busybox.config
+    )
     yield name
     subprocess.run(["docker", "rmi", "-f", f"ctr.local/{name}:latest"], capture_output=True)
     store.remove(f"{name}:latest")
@@ -103,8 +112,11 @@ ETC_FILES = "cat /etc/hostname; echo --; cat /etc/hosts; echo --; cat /etc/resol
 
 
 @backends_param()
-@pytest.mark.parametrize("flags", [("--network", "none"), ("--network", "host"), ("--network", "none", "--read-only")],
-                         ids=["none", "host", "read-only"])
+@pytest.mark.parametrize(
+    "flags",
+    [("--network", "none"), ("--network", "host"), ("--network", "none", "--read-only")],
+    ids=["none", "host", "read-only"],
+)
 def test_etc_hostname_hosts_resolv_conf_are_dockers(ctr, backend, oracle, flags):
     network, rest = flags[1], flags[2:]
     expected = oracle("-h", "box", *rest, "IMAGE", "sh", "-c", ETC_FILES, network=network)
@@ -128,6 +140,7 @@ def test_a_volume_at_etc_hosts_wins(ctr, backend, tmp_path):
 
 # ---- --add-host, --group-add, --env-file, --stop-signal, --stop-timeout, --cidfile ----
 
+
 def _names(ctr, backend: str) -> set[str]:
     return set(ctr("ps", "-a", "-q", "--backend", backend).stdout.split())
 
@@ -142,8 +155,9 @@ def test_add_host_is_dockers(ctr, backend, oracle):
 
 
 @backends_param()
-@pytest.mark.parametrize("value,message", [("bad", 'bad format for add-host: "bad"'),
-                                           ("a:1.2.3", 'invalid IP address in add-host: "1.2.3"')])
+@pytest.mark.parametrize(
+    "value,message", [("bad", 'bad format for add-host: "bad"'), ("a:1.2.3", 'invalid IP address in add-host: "1.2.3"')]
+)
 def test_bad_add_host_is_refused_as_docker_does(ctr, backend, oracle, value, message):
     expected = oracle("--add-host", value, "IMAGE", "true")
     assert expected.returncode == 125 and message in expected.stderr
@@ -180,7 +194,9 @@ def test_group_add_unknown_group_is_refused_as_docker_does(ctr, backend, oracle,
     assert expected.returncode == 125 and "nosuch: no matching entries in group file" in expected.stderr
     before = _names(ctr, backend.name)
     r = _ctr_run(ctr, backend.name, "--group-add", "nosuch", "IMAGE", "true", image=group_image)
-    assert r.returncode == 125 and "Unable to find group nosuch: no matching entries in group file" in r.stderr  # the engine's words for --group-add
+    assert (
+        r.returncode == 125 and "Unable to find group nosuch: no matching entries in group file" in r.stderr
+    )  # the engine's words for --group-add
     assert len(r.stderr.splitlines()) == 1, r.stderr
     assert _names(ctr, backend.name) == before
 
@@ -194,7 +210,16 @@ def test_env_file_is_dockers(ctr, backend, oracle, tmp_path, monkeypatch):
     (tmp_path / "two.env").write_text("C=second\n")
     monkeypatch.setenv("BARE_SET", "from the host")
     monkeypatch.delenv("BARE_UNSET", raising=False)
-    flags = ("-h", "box", "--env-file", str(tmp_path / "one.env"), "--env-file", str(tmp_path / "two.env"), "-e", "A=from-e")
+    flags = (
+        "-h",
+        "box",
+        "--env-file",
+        str(tmp_path / "one.env"),
+        "--env-file",
+        str(tmp_path / "two.env"),
+        "-e",
+        "A=from-e",
+    )
     expected = oracle(*flags, "IMAGE", "env")
     assert expected.returncode == 0, expected.stderr
     r = _ctr_run(ctr, backend.name, *flags, "IMAGE", "env")
@@ -205,7 +230,9 @@ def test_env_file_is_dockers(ctr, backend, oracle, tmp_path, monkeypatch):
 
 
 @backends_param()
-@pytest.mark.parametrize("text,message", [("B =1\n", "variable 'B ' contains whitespaces"), (None, "no such file or directory")])
+@pytest.mark.parametrize(
+    "text,message", [("B =1\n", "variable 'B ' contains whitespaces"), (None, "no such file or directory")]
+)
 def test_bad_env_file_is_refused(ctr, backend, oracle, tmp_path, text, message):
     path = tmp_path / "bad.env"
     if text is not None:
@@ -234,8 +261,12 @@ def _docker_stop_case(flags: tuple[str, ...], script: str) -> tuple[str, str, fl
     """docker run -d, docker stop (no -t), docker wait: (exit code, output, seconds stop took)."""
     import time
 
-    cid = subprocess.run(["docker", "run", "-d", "--network", "none", *flags, "ctr.local/busybox:latest", "sh", "-c", script],
-                         capture_output=True, text=True, check=True).stdout.strip()
+    cid = subprocess.run(
+        ["docker", "run", "-d", "--network", "none", *flags, "ctr.local/busybox:latest", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     try:
         _wait_for(lambda: subprocess.run(["docker", "logs", cid], capture_output=True, text=True).stdout, "ready")
         t = time.monotonic()
@@ -296,12 +327,19 @@ def test_bad_stop_flags_are_refused(ctr, backend, value, message):
 def test_cidfile_holds_the_id_and_an_existing_one_is_refused(ctr, backend, oracle, tmp_path):
     oracle("IMAGE", "true")
     engine_file = tmp_path / "engine.id"
-    cid = subprocess.run(["docker", "create", "--cidfile", str(engine_file), "ctr.local/busybox:latest", "true"],
-                         capture_output=True, text=True, check=True).stdout.strip()
+    cid = subprocess.run(
+        ["docker", "create", "--cidfile", str(engine_file), "ctr.local/busybox:latest", "true"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     try:
         assert engine_file.read_text() == cid
-        again = subprocess.run(["docker", "create", "--cidfile", str(engine_file), "ctr.local/busybox:latest", "true"],
-                               capture_output=True, text=True)
+        again = subprocess.run(
+            ["docker", "create", "--cidfile", str(engine_file), "ctr.local/busybox:latest", "true"],
+            capture_output=True,
+            text=True,
+        )
         message = f"container ID file found, make sure the other container isn't running or delete {engine_file}"
         assert again.returncode != 0 and message in again.stderr  # `docker create` exits 1 here, `docker run` 125
     finally:

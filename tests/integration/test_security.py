@@ -28,7 +28,9 @@ def probe_dir(tmp_path_factory) -> Path:
     if cc is None:
         pytest.skip("no C compiler for the syscall probe")
     out = tmp_path_factory.mktemp("probe")
-    r = subprocess.run([cc, "-static", "-O1", "-o", str(out / "probe"), str(PROBE_SOURCE)], capture_output=True, text=True)
+    r = subprocess.run(
+        [cc, "-static", "-O1", "-o", str(out / "probe"), str(PROBE_SOURCE)], capture_output=True, text=True
+    )
     if r.returncode != 0:
         pytest.skip(f"cannot build the static syscall probe: {r.stderr.strip()[-300:]}")
     return out
@@ -44,15 +46,35 @@ def oracle(probe_dir, ctr_root, request):
         if request.config.getoption("--require-backends"):
             pytest.fail(f"backend docker is required but unusable: {info.reason}")
         pytest.skip(f"no docker engine for the oracle: {info.reason}")
-    subprocess.run([*CTR, "--root", str(ctr_root), "--backend", "docker", "run", "--rm", "busybox", "true"],
-                   check=True, capture_output=True, timeout=120)  # loads ctr's busybox into the engine
+    subprocess.run(
+        [*CTR, "--root", str(ctr_root), "--backend", "docker", "run", "--rm", "busybox", "true"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )  # loads ctr's busybox into the engine
     answers: dict[tuple[str, ...], str] = {}
 
     def run(*flags: str) -> str:
         if flags not in answers:
-            r = subprocess.run(["docker", "run", "--rm", "--network", "none", "--security-opt", "no-new-privileges",
-                                *flags, "-v", f"{probe_dir}:/p:ro", ENGINE_IMAGE, "/p/probe"],
-                               capture_output=True, text=True, timeout=120)
+            r = subprocess.run(
+                [
+                    "docker",
+                    "run",
+                    "--rm",
+                    "--network",
+                    "none",
+                    "--security-opt",
+                    "no-new-privileges",
+                    *flags,
+                    "-v",
+                    f"{probe_dir}:/p:ro",
+                    ENGINE_IMAGE,
+                    "/p/probe",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert r.returncode == 0, r.stderr
             answers[flags] = r.stdout
         return answers[flags]
@@ -66,9 +88,17 @@ def _status(text: str) -> dict[str, str]:
 
 @backends_param()
 def test_default_profile_is_a_filter_that_refuses_user_namespaces(ctr, backend):
-    r = ctr("--backend", backend.name, "run", "--rm", "busybox", "sh", "-c",
-            "grep -E '^(Seccomp|Seccomp_filters|NoNewPrivs):' /proc/self/status; "
-            "unshare -U true 2>&1; echo unshare=$?; echo hello")
+    r = ctr(
+        "--backend",
+        backend.name,
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "grep -E '^(Seccomp|Seccomp_filters|NoNewPrivs):' /proc/self/status; "
+        "unshare -U true 2>&1; echo unshare=$?; echo hello",
+    )
     assert r.returncode == 0, r.stderr
     status = _status(r.stdout)
     assert (status["Seccomp"], status["Seccomp_filters"], status["NoNewPrivs"]) == ("2", "1", "1")
@@ -76,22 +106,37 @@ def test_default_profile_is_a_filter_that_refuses_user_namespaces(ctr, backend):
     assert r.stdout.rstrip().endswith("hello")
 
 
-@pytest.mark.parametrize("flags", [(), ("--cap-add", "SYS_ADMIN"), ("--cap-add", "SYS_PTRACE"), ("--cap-drop", "SYS_CHROOT")],
-                         ids=["default", "sys_admin", "sys_ptrace", "no_sys_chroot"])
+@pytest.mark.parametrize(
+    "flags",
+    [(), ("--cap-add", "SYS_ADMIN"), ("--cap-add", "SYS_PTRACE"), ("--cap-drop", "SYS_CHROOT")],
+    ids=["default", "sys_admin", "sys_ptrace", "no_sys_chroot"],
+)
 @backends_param()
 def test_syscalls_answer_as_under_docker_run(ctr, backend, probe_dir, oracle, flags):
     r = ctr("--backend", backend.name, "run", "--rm", *flags, "-v", f"{probe_dir}:/p:ro", "busybox", "/p/probe")
     assert r.returncode == 0, r.stderr
     expected = oracle(*flags)
     assert len(expected.splitlines()) == 82
-    differ = [f"{a!r} under docker run, {b!r} here" for a, b in zip(expected.splitlines(), r.stdout.splitlines()) if a != b]
+    differ = [
+        f"{a!r} under docker run, {b!r} here" for a, b in zip(expected.splitlines(), r.stdout.splitlines()) if a != b
+    ]
     assert not differ and r.stdout == expected, "\n".join(differ)
 
 
 @backends_param()
 def test_unconfined(ctr, backend):
-    r = ctr("--backend", backend.name, "run", "--rm", "--security-opt", "seccomp=unconfined", "busybox", "sh", "-c",
-            "grep -E '^Seccomp:' /proc/self/status; unshare -U true && echo unshared")
+    r = ctr(
+        "--backend",
+        backend.name,
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        "busybox",
+        "sh",
+        "-c",
+        "grep -E '^Seccomp:' /proc/self/status; unshare -U true && echo unshared",
+    )
     assert r.returncode == 0, r.stderr
     assert _status(r.stdout)["Seccomp"] == "0"
     assert "unshared" in r.stdout
@@ -99,8 +144,19 @@ def test_unconfined(ctr, backend):
 
 @backends_param()
 def test_no_new_privileges_false_keeps_the_filter(ctr, backend):
-    r = ctr("--backend", backend.name, "run", "--rm", "--security-opt", "no-new-privileges=false", "busybox",
-            "grep", "-E", "^(Seccomp|NoNewPrivs):", "/proc/self/status")
+    r = ctr(
+        "--backend",
+        backend.name,
+        "run",
+        "--rm",
+        "--security-opt",
+        "no-new-privileges=false",
+        "busybox",
+        "grep",
+        "-E",
+        "^(Seccomp|NoNewPrivs):",
+        "/proc/self/status",
+    )
     assert r.returncode == 0, r.stderr
     status = _status(r.stdout)
     assert (status["Seccomp"], status["NoNewPrivs"]) == ("2", "0")
@@ -110,10 +166,26 @@ def test_no_new_privileges_false_keeps_the_filter(ctr, backend):
 def test_custom_profile(ctr, backend, tmp_path):
     """A profile of one's own: everything allowed but mkdir/mkdirat, refused with EACCES."""
     profile = tmp_path / "no-mkdir.json"
-    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}))
-    r = ctr("--backend", backend.name, "run", "--rm", "--security-opt", f"seccomp={profile}", "busybox", "sh", "-c",
-            "grep -E '^Seccomp:' /proc/self/status; mkdir /made 2>&1; echo mkdir=$?; unshare -U true && echo unshared")
+    profile.write_text(
+        json.dumps(
+            {
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}],
+            }
+        )
+    )
+    r = ctr(
+        "--backend",
+        backend.name,
+        "run",
+        "--rm",
+        "--security-opt",
+        f"seccomp={profile}",
+        "busybox",
+        "sh",
+        "-c",
+        "grep -E '^Seccomp:' /proc/self/status; mkdir /made 2>&1; echo mkdir=$?; unshare -U true && echo unshared",
+    )
     assert r.returncode == 0, r.stderr
     assert _status(r.stdout)["Seccomp"] == "2"
     assert "Permission denied" in r.stdout and "mkdir=1" in r.stdout
@@ -126,7 +198,13 @@ def test_exec_gets_the_containers_filter(ctr, backend):
     r = ctr("--backend", backend.name, "run", "-d", "--name", name, "busybox", "sleep", "60")
     assert r.returncode == 0, r.stderr
     try:
-        r = ctr("exec", name, "sh", "-c", "grep -E '^(Seccomp|Seccomp_filters):' /proc/self/status; unshare -U true; echo $?")
+        r = ctr(
+            "exec",
+            name,
+            "sh",
+            "-c",
+            "grep -E '^(Seccomp|Seccomp_filters):' /proc/self/status; unshare -U true; echo $?",
+        )
         assert r.returncode == 0, r.stderr
         status = _status(r.stdout)
         assert (status["Seccomp"], status["Seccomp_filters"]) == ("2", "1")
@@ -138,8 +216,18 @@ def test_exec_gets_the_containers_filter(ctr, backend):
 BAD = {
     "missing": (None, "no such file or directory"),
     "not_json": ("{", "not JSON"),
-    "unknown_syscall": (json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["no_such_call"], "action": "SCMP_ACT_ERRNO"}]}), "unknown syscall 'no_such_call'"),
-    "unknown_action": (json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_SOMETIMES"}]}), "unknown action"),
+    "unknown_syscall": (
+        json.dumps(
+            {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["no_such_call"], "action": "SCMP_ACT_ERRNO"}]}
+        ),
+        "unknown syscall 'no_such_call'",
+    ),
+    "unknown_action": (
+        json.dumps(
+            {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_SOMETIMES"}]}
+        ),
+        "unknown action",
+    ),
 }
 
 
@@ -152,7 +240,17 @@ def test_bad_profile_is_one_line_and_leaves_nothing(ctr, backend, tmp_path, case
         profile.write_text(text)
     name = f"bad-{uuid.uuid4().hex[:8]}"
     for command in ("run", "create"):
-        r = ctr("--backend", backend.name, command, "--name", name, "--security-opt", f"seccomp={profile}", "busybox", "true")
+        r = ctr(
+            "--backend",
+            backend.name,
+            command,
+            "--name",
+            name,
+            "--security-opt",
+            f"seccomp={profile}",
+            "busybox",
+            "true",
+        )
         assert r.returncode == 125, r.stdout + r.stderr
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"ctr: invalid --security-opt seccomp={profile}: "), r.stderr
@@ -177,8 +275,10 @@ def test_lsm_options_are_unsupported_without_the_lsm(ctr, backend, opt):
         pytest.skip("this host has an LSM that --security-opt can name")
     r = ctr("--backend", backend.name, "run", "--rm", "--security-opt", opt, "busybox", "true")
     assert r.returncode == 125
-    assert r.stderr.strip() == (f"ctr: the {backend.name} backend does not support --security-opt {opt}: "
-                                f"this host has no {'apparmor' if opt.startswith('apparmor') else 'selinux'} security module")
+    assert r.stderr.strip() == (
+        f"ctr: the {backend.name} backend does not support --security-opt {opt}: "
+        f"this host has no {'apparmor' if opt.startswith('apparmor') else 'selinux'} security module"
+    )
 
 
 @backends_param()

@@ -65,7 +65,8 @@ MODULES = source_files()
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def imports_of(path: Path) -> list[Import]:
@@ -123,21 +124,25 @@ def test_no_module_imports_a_higher_layer():
         for imp in imports:
             if imp.target.startswith("ctr") and imp.target in MODULES or imp.target.split(".")[0] == "ctr":
                 if (there := layer(imp.target)) is not None and there > layer(module):  # type: ignore[operator]
-                    upward.append(f"{where(module, imp.line)}: {module} (layer {layer(module)}) imports "
-                                  f"{imp.target} (layer {there})")
+                    upward.append(
+                        f"{where(module, imp.line)}: {module} (layer {layer(module)}) imports "
+                        f"{imp.target} (layer {there})"
+                    )
     assert not upward, "\n".join(upward)
 
 
 def test_no_import_cycle_at_module_level():
-    graph = {m: sorted({i.target for i in imps if i.top_level and i.target in MODULES and i.target != m})
-             for m, imps in IMPORTS.items()}
+    graph = {
+        m: sorted({i.target for i in imps if i.top_level and i.target in MODULES and i.target != m})
+        for m, imps in IMPORTS.items()
+    }
     cycles, state = [], {}
 
     def walk(node: str, stack: list[str]) -> None:
         state[node] = "open"
         for nxt in graph[node]:
             if state.get(nxt) == "open":
-                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+                cycles.append(" -> ".join(stack[stack.index(nxt) :] + [nxt]))
             elif nxt not in state:
                 walk(nxt, stack + [nxt])
         state[node] = "done"
@@ -153,8 +158,11 @@ def test_no_private_name_of_another_module():
     for module, imports in IMPORTS.items():
         for imp in imports:
             if imp.target in MODULES and imp.target != module:
-                taken += [f"{where(module, imp.line)}: {imp.target}.{n}" for n in imp.names
-                          if n.startswith("_") and not n.startswith("__")]
+                taken += [
+                    f"{where(module, imp.line)}: {imp.target}.{n}"
+                    for n in imp.names
+                    if n.startswith("_") and not n.startswith("__")
+                ]
     assert not taken, "\n".join(taken)
 
 

@@ -32,7 +32,9 @@ def test_feature_table_matches_the_code():
     for name in REGISTRY:
         features = backend_class(name).features()
         for label, supported in features.items():
-            assert table[label][name] == supported, f"README says {label} on {name} is {table[label][name]}, the code says {supported}"
+            assert table[label][name] == supported, (
+                f"README says {label} on {name} is {table[label][name]}, the code says {supported}"
+            )
 
 
 def test_unsupported_flags_are_explained_in_the_readme():

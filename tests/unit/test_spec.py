@@ -21,7 +21,15 @@ from ctr.spec import (
 
 @pytest.mark.parametrize(
     "text,expected",
-    [("256m", 256 << 20), ("64M", 64 << 20), ("1g", 1 << 30), ("1.5g", int(1.5 * (1 << 30))), ("7340032", 7340032), ("10mb", 10 << 20), ("8192k", 8 << 20)],
+    [
+        ("256m", 256 << 20),
+        ("64M", 64 << 20),
+        ("1g", 1 << 30),
+        ("1.5g", int(1.5 * (1 << 30))),
+        ("7340032", 7340032),
+        ("10mb", 10 << 20),
+        ("8192k", 8 << 20),
+    ],
 )
 def test_parse_memory(text, expected):
     assert parse_memory(text) == expected
@@ -54,13 +62,16 @@ def test_parse_volume(tmp_path):
     assert parse_volume(f"{tmp_path}:/data/../x:rw").target == "/x"
 
 
-@pytest.mark.parametrize("text,why", [
-    ("/nonexistent-ctr-src:/x", "does not exist"),
-    ("relative:/x", "named volumes"),
-    ("/tmp:relative", "must be absolute"),
-    ("/tmp:/x:rx", "mode"),
-    ("/tmp", "use /host/path"),
-])
+@pytest.mark.parametrize(
+    "text,why",
+    [
+        ("/nonexistent-ctr-src:/x", "does not exist"),
+        ("relative:/x", "named volumes"),
+        ("/tmp:relative", "must be absolute"),
+        ("/tmp:/x:rx", "mode"),
+        ("/tmp", "use /host/path"),
+    ],
+)
 def test_parse_volume_rejects(text, why):
     with pytest.raises(InvalidSpec, match=why):
         parse_volume(text)
@@ -108,12 +119,22 @@ def test_spec_validation_names_the_field():
 
 
 def test_spec_round_trips_through_dict(tmp_path):
-    s = ContainerSpec("busybox", command=["echo", "hi"], env=["A=1"], mounts=[Mount(str(tmp_path), "/d", True)],
-                      memory=64 << 20, cap_add=["SYS_ADMIN"], labels={"k": "v"}, entrypoint=["/bin/sh", "-c"])
+    s = ContainerSpec(
+        "busybox",
+        command=["echo", "hi"],
+        env=["A=1"],
+        mounts=[Mount(str(tmp_path), "/d", True)],
+        memory=64 << 20,
+        cap_add=["SYS_ADMIN"],
+        labels={"k": "v"},
+        entrypoint=["/bin/sh", "-c"],
+    )
     assert ContainerSpec.from_dict(s.to_dict()) == s
 
 
-CONFIG = ImageConfig(entrypoint=("/entry",), cmd=("default",), env=("PATH=/bin", "A=image"), workdir="/srv", user="nobody")
+CONFIG = ImageConfig(
+    entrypoint=("/entry",), cmd=("default",), env=("PATH=/bin", "A=image"), workdir="/srv", user="nobody"
+)
 
 
 def test_resolve_process_uses_image_config():
@@ -146,7 +167,12 @@ def test_privileged_is_every_capability_and_unconfined(tmp_path):
     spec = ContainerSpec("busybox", privileged=True, security_opt=[f"seccomp={profile}"])
     assert spec.seccomp_profile() == "unconfined" and spec.requested_seccomp() == str(profile)
     assert ContainerSpec.from_dict(spec.to_dict()) == spec
-    assert ContainerSpec.from_dict({k: v for k, v in ContainerSpec("busybox").to_dict().items() if k != "privileged"}).privileged is False
+    assert (
+        ContainerSpec.from_dict(
+            {k: v for k, v in ContainerSpec("busybox").to_dict().items() if k != "privileged"}
+        ).privileged
+        is False
+    )
 
 
 def test_privileged_still_checks_a_named_profile(tmp_path):

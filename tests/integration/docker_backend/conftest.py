@@ -53,10 +53,16 @@ def config_image(backend, engine):
     store = ImageStore(backend.paths)
     busybox = store.get("busybox")
     ref = f"ctr-test-docker/cfg-{secrets.token_hex(4)}:1"
-    config = ImageConfig(entrypoint=("sh", "-c", 'echo "$0 $* $FOO $(pwd) $(id -un)"'), cmd=("img-cmd",),
-                         env=("FOO=from-image", "PATH=/bin:/usr/bin"), workdir="/tmp", user="nobody")
-    image = store.create(ref, [store.blob_path(d) for d in busybox.layer_digests], config,
-                         labels={"ctr.test": secrets.token_hex(8)})
+    config = ImageConfig(
+        entrypoint=("sh", "-c", 'echo "$0 $* $FOO $(pwd) $(id -un)"'),
+        cmd=("img-cmd",),
+        env=("FOO=from-image", "PATH=/bin:/usr/bin"),
+        workdir="/tmp",
+        user="nobody",
+    )
+    image = store.create(
+        ref, [store.blob_path(d) for d in busybox.layer_digests], config, labels={"ctr.test": secrets.token_hex(8)}
+    )
     yield image
     for tag in (f"ctr.local/{image.name}", image.name):
         try:

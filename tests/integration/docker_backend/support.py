@@ -18,16 +18,21 @@ LONG = ["sh", "-c", "trap 'exit 0' TERM; trap 'exit 7' INT; echo ready; sleep 60
 def leftovers(engine, name: str) -> list[str]:
     # ignore_removed: the SDK lists ids, then inspects each; one the engine removes in
     # between (--rm) is gone, not an error.
-    return [c.name for c in engine.containers.list(all=True, filters={"label": f"ctr.name={name}"},
-                                                   ignore_removed=True)]
+    return [
+        c.name for c in engine.containers.list(all=True, filters={"label": f"ctr.name={name}"}, ignore_removed=True)
+    ]
 
 
 @contextmanager
 def running(dctr, engine, name: str, *args: str, command=LONG, timeout: float = 30):
     """`ctr run --rm --name NAME ARGS busybox COMMAND` in the background; yields (proc, host pid
     of the container's process, container id) once it printed `ready`."""
-    proc = subprocess.Popen([*dctr.args_prefix, "run", "--rm", "--name", name, *args, "busybox", *command],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*dctr.args_prefix, "run", "--rm", "--name", name, *args, "busybox", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         if line.strip() != "ready":

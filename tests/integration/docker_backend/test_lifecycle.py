@@ -68,7 +68,10 @@ def test_failed_create_or_start_leaves_nothing(dctr, engine, name, paths):
 def test_detached_container_logs_to_json_file(dctr, engine, name, backend):
     from ctr.state.logs import LogEntry
 
-    assert dctr("run", "-d", "--name", name, "busybox", "sh", "-c", "echo out; echo err >&2; printf partial").returncode == 0
+    assert (
+        dctr("run", "-d", "--name", name, "busybox", "sh", "-c", "echo out; echo err >&2; printf partial").returncode
+        == 0
+    )
     assert dctr("wait", name).stdout.strip() == "0"
     assert engine.api.inspect_container(name)["HostConfig"]["LogConfig"]["Type"] == "json-file"
     entries = list(backend.logs(name))
@@ -80,8 +83,12 @@ def test_detached_container_logs_to_json_file(dctr, engine, name, backend):
 
 @docker_only
 def test_logs_follow_until_the_container_stops(dctr, name):
-    assert dctr("run", "-d", "--name", name, "busybox", "sh", "-c",
-                "for i in 1 2 3; do echo line$i; sleep 0.3; done").returncode == 0
+    assert (
+        dctr(
+            "run", "-d", "--name", name, "busybox", "sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.3; done"
+        ).returncode
+        == 0
+    )
     r = dctr("logs", "-f", name, timeout=30)
     assert r.returncode == 0 and r.stdout.split() == ["line1", "line2", "line3"]
 
@@ -99,8 +106,21 @@ def test_tty_container_logs(dctr, name, backend):
 @docker_only
 def test_exec_process_is_decided_as_on_native(dctr, name, config_image):
     """The container's env with the exec's on top, its workdir and user, unless given."""
-    r = dctr("run", "-d", "--name", name, "-e", "A=container", "-e", "B=kept", "--entrypoint", "sh",
-             config_image.name, "-c", "sleep 60")
+    r = dctr(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-e",
+        "A=container",
+        "-e",
+        "B=kept",
+        "--entrypoint",
+        "sh",
+        config_image.name,
+        "-c",
+        "sleep 60",
+    )
     assert r.returncode == 0, r.stderr
     r = dctr("exec", "-e", "A=exec", name, "sh", "-c", "echo $A $B $FOO $(pwd) $(id -un)")
     assert r.stdout == "exec kept from-image /tmp nobody\n", r.stderr
@@ -124,7 +144,7 @@ def test_exec_streams_stdin_and_exit_codes(dctr, name):
     r = dctr("exec", name, "/etc/passwd")
     assert r.returncode == 126 and r.stderr.strip().splitlines() == ['ctr: exec "/etc/passwd": permission denied']
     # Output that merely looks like runc's failure is output.
-    r = dctr("exec", name, "echo", "OCI runtime exec failed: exec: \"x\": permission denied")
+    r = dctr("exec", name, "echo", 'OCI runtime exec failed: exec: "x": permission denied')
     assert r.returncode == 0 and r.stdout.startswith("OCI runtime exec failed")
 
 
@@ -137,10 +157,13 @@ def test_exec_with_a_tty(dctr, name):
     assert dctr("run", "-d", "--name", name, "busybox", "sleep", "60").returncode == 0
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 21, 77, 0, 0))
-    script = ('tty; i=0; while [ "$(stty size 2>/dev/null)" != "21 77" ] && [ $i -lt 250 ]; do usleep 20000; '
-              'i=$((i+1)); done; stty size; exit 3')
-    proc = subprocess.Popen([*dctr.args_prefix, "exec", "-t", name, "sh", "-c", script],
-                            stdin=slave, stdout=slave, stderr=slave)
+    script = (
+        'tty; i=0; while [ "$(stty size 2>/dev/null)" != "21 77" ] && [ $i -lt 250 ]; do usleep 20000; '
+        "i=$((i+1)); done; stty size; exit 3"
+    )
+    proc = subprocess.Popen(
+        [*dctr.args_prefix, "exec", "-t", name, "sh", "-c", script], stdin=slave, stdout=slave, stderr=slave
+    )
     os.close(slave)
     out = read_until_closed(master)
     assert proc.wait(timeout=30) == 3

@@ -73,8 +73,24 @@ def test_stdout_and_stderr_are_kept_apart(dctr, name):
 
 @docker_only
 def test_env_workdir_user_hostname(dctr, name):
-    r = dctr("run", "--rm", "--name", name, "-e", "A=1", "-w", "/tmp/new", "-u", "65534:65534", "--hostname", "box",
-             "busybox", "sh", "-c", "echo $A $(pwd) $(id -u):$(id -g) $(hostname) $HOSTNAME; grep CapEff /proc/self/status")
+    r = dctr(
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "-e",
+        "A=1",
+        "-w",
+        "/tmp/new",
+        "-u",
+        "65534:65534",
+        "--hostname",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $A $(pwd) $(id -u):$(id -g) $(hostname) $HOSTNAME; grep CapEff /proc/self/status",
+    )
     assert r.stdout.split()[:5] == ["1", "/tmp/new", "65534:65534", "box", "box"], r.stderr
     assert r.stdout.split()[-1] == "0000000000000000"  # a non-root user gets no effective capabilities
     assert dctr("run", "--rm", "--name", name, "-u", "nobody", "busybox", "sh", "-c", "id -un").stdout == "nobody\n"
@@ -120,15 +136,37 @@ def test_limits_in_the_engines_cgroup_seen_from_the_host(dctr, engine, name):
 def test_limits_as_the_container_sees_them(dctr, name):
     if not Path("/sys/fs/cgroup/memory").is_dir():
         pytest.skip("cgroup v1 paths")
-    r = dctr("run", "--rm", "--name", name, "--memory", "64m", "--pids-limit", "20", "busybox", "sh", "-c",
-             "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max")
+    r = dctr(
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "20",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max",
+    )
     assert r.stdout.split() == [str(64 << 20), "20"], r.stderr
 
 
 @docker_only
 def test_pids_limit_is_enforced(dctr, name):
-    r = dctr("run", "--rm", "--name", name, "--pids-limit", "5", "busybox", "sh", "-c",
-             "for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait")
+    r = dctr(
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--pids-limit",
+        "5",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait",
+    )
     assert "can't fork" in r.stderr, r.stderr
 
 
@@ -144,20 +182,52 @@ def test_capabilities_and_no_new_privs(dctr, engine, name):
 
 @docker_only
 def test_cap_drop_and_add(dctr, name):
-    r = dctr("run", "--rm", "--name", name, "--cap-drop", "NET_RAW", "--cap-add", "SYS_ADMIN", "busybox",
-             "grep", "CapEff", "/proc/self/status")
+    r = dctr(
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--cap-drop",
+        "NET_RAW",
+        "--cap-add",
+        "SYS_ADMIN",
+        "busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    )
     mask = int(r.stdout.split()[1], 16)
     assert not mask & (1 << 13) and mask & (1 << 21)
     assert mask == int(DEFAULT_CAPEFF, 16) & ~(1 << 13) | (1 << 21)
-    r = dctr("run", "--rm", "--name", name, "--cap-drop", "ALL", "--cap-add", "CHOWN", "busybox",
-             "grep", "CapEff", "/proc/self/status")
+    r = dctr(
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "CHOWN",
+        "busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    )
     assert int(r.stdout.split()[1], 16) == 1
 
 
 @docker_only
 def test_network_none_has_only_lo(dctr, engine, name):
-    r = dctr("run", "--rm", "--name", name, "busybox", "sh", "-c",
-             "ls /sys/class/net; ping -c1 -W1 127.0.0.1 >/dev/null && echo ping")
+    r = dctr(
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "busybox",
+        "sh",
+        "-c",
+        "ls /sys/class/net; ping -c1 -W1 127.0.0.1 >/dev/null && echo ping",
+    )
     assert r.stdout.split() == ["lo", "ping"], r.stderr
     with running(dctr, engine, name) as (proc, pid, cid):
         assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
@@ -166,8 +236,18 @@ def test_network_none_has_only_lo(dctr, engine, name):
 @docker_only
 def test_network_bridge_and_host(dctr, name):
     host_net = os.readlink("/proc/self/ns/net")
-    r = dctr("run", "--rm", "--name", name, "--network", "bridge", "busybox", "sh", "-c",
-             "ls /sys/class/net; readlink /proc/self/ns/net")
+    r = dctr(
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--network",
+        "bridge",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /sys/class/net; readlink /proc/self/ns/net",
+    )
     *links, net = r.stdout.split()
     assert links == ["eth0", "lo"] and net != host_net, r.stderr
     r = dctr("run", "--rm", "--name", name, "--network", "host", "busybox", "readlink", "/proc/self/ns/net")
@@ -177,8 +257,18 @@ def test_network_bridge_and_host(dctr, name):
 @docker_only
 def test_volumes_rw_and_ro(dctr, name, tmp_path):
     (tmp_path / "in").write_text("from host\n")
-    r = dctr("run", "--rm", "--name", name, "-v", f"{tmp_path}:/data", "busybox", "sh", "-c",
-             "cat /data/in; echo from container > /data/out")
+    r = dctr(
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "-v",
+        f"{tmp_path}:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/in; echo from container > /data/out",
+    )
     assert r.stdout == "from host\n", r.stderr
     assert (tmp_path / "out").read_text() == "from container\n"
     r = dctr("run", "--rm", "--name", name, "-v", f"{tmp_path}:/data:ro", "busybox", "sh", "-c", "echo x > /data/out2")
@@ -216,10 +306,16 @@ def test_tty(dctr, name):
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
     # Engines before API 1.42 cannot set the size at create; the resize right after start
     # races with the command, so the script waits (bounded) for the size to arrive.
-    script = ('tty; i=0; while [ "$(stty size 2>/dev/null)" != "33 101" ] && [ $i -lt 250 ]; do usleep 20000; '
-              'i=$((i+1)); done; stty size; echo err >&2')
-    proc = subprocess.Popen([*dctr.args_prefix, "run", "--rm", "--name", name, "-t", "busybox", "sh", "-c", script],
-                            stdin=slave, stdout=slave, stderr=slave)
+    script = (
+        'tty; i=0; while [ "$(stty size 2>/dev/null)" != "33 101" ] && [ $i -lt 250 ]; do usleep 20000; '
+        "i=$((i+1)); done; stty size; echo err >&2"
+    )
+    proc = subprocess.Popen(
+        [*dctr.args_prefix, "run", "--rm", "--name", name, "-t", "busybox", "sh", "-c", script],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+    )
     os.close(slave)
     out = read_until_closed(master)
     assert proc.wait(timeout=30) == 0

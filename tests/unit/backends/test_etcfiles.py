@@ -4,13 +4,17 @@ from ctr.backends.kept import etcfiles
 
 
 def test_resolv_conf_drops_localhost_and_ipv6_nameservers():
-    text = "search lan\nnameserver 127.0.0.1\nnameserver 10.0.0.2\nnameserver ::1\nnameserver fe80::1\noptions ndots:2\n"
+    text = (
+        "search lan\nnameserver 127.0.0.1\nnameserver 10.0.0.2\nnameserver ::1\nnameserver fe80::1\noptions ndots:2\n"
+    )
     assert etcfiles.resolv_conf(False, text) == "search lan\nnameserver 10.0.0.2\noptions ndots:2\n"
 
 
 def test_resolv_conf_falls_back_to_googles_servers():
-    assert etcfiles.resolv_conf(False, "nameserver 127.0.0.53\noptions edns0\n") == \
-        "options edns0\n\nnameserver 8.8.8.8\nnameserver 8.8.4.4"
+    assert (
+        etcfiles.resolv_conf(False, "nameserver 127.0.0.53\noptions edns0\n")
+        == "options edns0\n\nnameserver 8.8.8.8\nnameserver 8.8.4.4"
+    )
 
 
 def test_resolv_conf_is_the_hosts_own_on_the_host_network():

@@ -41,11 +41,16 @@ def test_lxc_devices_script_makes_the_nodes(tmp_path):
         pytest.skip("mknod needs root")
     (tmp_path / "dev").mkdir()
     (tmp_path / "dev" / "null").write_text("")  # what liblxc made stays
-    devices = [HostDevice("loop0", "b", 7, 0, 0o600, 0, 6), HostDevice("net/tun", "c", 10, 200, 0o666, 0, 0),
-               HostDevice("null", "c", 1, 3, 0o666, 0, 0)]
+    devices = [
+        HostDevice("loop0", "b", 7, 0, 0o600, 0, 6),
+        HostDevice("net/tun", "c", 10, 200, 0o666, 0, 0),
+        HostDevice("null", "c", 1, 3, 0o666, 0, 0),
+    ]
     script = tmp_path / "devices"
     script.write_text(lxc_devices_script(devices))
-    subprocess.run(["/bin/sh", str(script)], check=True, env={"LXC_ROOTFS_MOUNT": str(tmp_path), "PATH": os.environ["PATH"]})
+    subprocess.run(
+        ["/bin/sh", str(script)], check=True, env={"LXC_ROOTFS_MOUNT": str(tmp_path), "PATH": os.environ["PATH"]}
+    )
     loop = os.stat(tmp_path / "dev" / "loop0")
     assert (os.major(loop.st_rdev), os.minor(loop.st_rdev), loop.st_mode & 0o7777, loop.st_gid) == (7, 0, 0o600, 6)
     tun = os.stat(tmp_path / "dev" / "net" / "tun")
@@ -63,7 +68,9 @@ def test_docker_sends_the_engines_own_privileged():
     backend.paths = type("P", (), {"data": "/d"})()
     process = Process(args=("true",), env=(), cwd="/", user="")
     spec = ContainerSpec("busybox", privileged=True, cap_drop=["NET_RAW"])
-    host = backend.create_config(spec, process, "ctr.local/busybox", "c", security={"profile": "unconfined"})["HostConfig"]
+    host = backend.create_config(spec, process, "ctr.local/busybox", "c", security={"profile": "unconfined"})[
+        "HostConfig"
+    ]
     assert host["Privileged"] is True
     assert not host.get("CapAdd") and not host.get("CapDrop")
 
@@ -74,8 +81,10 @@ def test_docker_names_the_engine_that_cannot_grant_every_capability():
     from ctr.backends.docker.engine import start_error
     from ctr.errors import Unsupported
 
-    text = ("failed to create shim task: OCI runtime create failed: runc create failed: unable to start "
-            "container process: unable to apply caps: operation not permitted: unknown")
+    text = (
+        "failed to create shim task: OCI runtime create failed: runc create failed: unable to start "
+        "container process: unable to apply caps: operation not permitted: unknown"
+    )
     exc = docker.errors.APIError("500 Server Error", explanation=text)
     error = start_error(exc, "c", privileged=True)
     assert isinstance(error, Unsupported) and "docker backend" in str(error) and "--privileged" in str(error)

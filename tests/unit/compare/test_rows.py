@@ -30,10 +30,15 @@ def test_equal_columns_mark_nothing():
 
 def test_one_differing_column_marks_exactly_its_rows():
     docker = make_doc(seccomp="filter", filters=1, keeper="containerd-shim", rss_kb=12000, own_user_ns=True)
-    rows = build_rows({"native": make_result(make_doc()), "lxc": make_result(make_doc()),
-                       "docker": make_result(docker, total=500.0)})
+    rows = build_rows(
+        {"native": make_result(make_doc()), "lxc": make_result(make_doc()), "docker": make_result(docker, total=500.0)}
+    )
     assert [r["key"] for r in rows if r["differs"]] == [
-        "namespace.user", "security.seccomp", "security.seccomp_filters", "keeper.comm"]
+        "namespace.user",
+        "security.seccomp",
+        "security.seccomp_filters",
+        "keeper.comm",
+    ]
     by = rows_by_key(rows)
     assert by["security.seccomp"]["display"] == {"native": "disabled", "lxc": "disabled", "docker": "filter"}
     # costs differ (RSS, total time) but are measurements: never marked
@@ -73,16 +78,19 @@ def test_every_feature_has_one_row_in_order():
     assert len({r["key"] for r in rows}) == len(rows)
 
 
-@pytest.mark.parametrize("caps, text", [
-    (list(DEFAULT_CAPS), "default 14"),
-    (NO_NET_RAW, "default 14 -NET_RAW"),
-    (list(DEFAULT_CAPS) + ["CAP_SYS_ADMIN"], "default 14 +SYS_ADMIN"),
-    ([c for c in NO_NET_RAW if c != "CAP_KILL"] + ["CAP_SYS_ADMIN"], "default 14 -KILL -NET_RAW +SYS_ADMIN"),
-    (list(CAPABILITIES), "all 41"),
-    ([c for c in CAPABILITIES if c != "CAP_SYS_ADMIN"], "all 41 -SYS_ADMIN"),
-    (["CAP_CHOWN"], "CHOWN"),
-    ([], "none"),
-])
+@pytest.mark.parametrize(
+    "caps, text",
+    [
+        (list(DEFAULT_CAPS), "default 14"),
+        (NO_NET_RAW, "default 14 -NET_RAW"),
+        (list(DEFAULT_CAPS) + ["CAP_SYS_ADMIN"], "default 14 +SYS_ADMIN"),
+        ([c for c in NO_NET_RAW if c != "CAP_KILL"] + ["CAP_SYS_ADMIN"], "default 14 -KILL -NET_RAW +SYS_ADMIN"),
+        (list(CAPABILITIES), "all 41"),
+        ([c for c in CAPABILITIES if c != "CAP_SYS_ADMIN"], "all 41 -SYS_ADMIN"),
+        (["CAP_CHOWN"], "CHOWN"),
+        ([], "none"),
+    ],
+)
 def test_cap_summary(caps, text):
     assert cap_summary(caps, 40) == text
 

@@ -144,8 +144,11 @@ def test_explain_run_replaces_the_command(fake, tmp_path, monkeypatch):
         return original(self, spec)
 
     monkeypatch.setattr(FakeBackend, "create", create)
-    compare(ContainerSpec(image="busybox", command=("true",), entrypoint=("/bin/x",), memory=64 << 20),
-            ["native"], Paths.default(tmp_path / "root"))
+    compare(
+        ContainerSpec(image="busybox", command=("true",), entrypoint=("/bin/x",), memory=64 << 20),
+        ["native"],
+        Paths.default(tmp_path / "root"),
+    )
     explain_spec, run_spec = specs
     assert explain_spec.command == ("sleep", "600") and explain_spec.entrypoint == ()
     assert run_spec.command == ("true",) and run_spec.entrypoint == ("/bin/x",)
@@ -157,7 +160,9 @@ def test_a_failing_backend_is_recorded_and_the_others_run(fake, tmp_path):
     result = compare(ContainerSpec(image="busybox", command=("true",)), None, Paths.default(tmp_path / "root"))
     errors = result["results"]["docker"]["errors"]
     assert [(e["phase"], e["message"], e["exit_code"]) for e in errors] == [
-        ("explain", "engine said no", 125), ("timing", "engine said no", 125)]
+        ("explain", "engine said no", 125),
+        ("timing", "engine said no", 125),
+    ]
     assert result["results"]["native"]["errors"] == []
     assert fake["docker"].made == {}  # created, failed to start, removed all the same
     assert result["differences"] == []  # docker has no document: it takes no part
@@ -229,8 +234,15 @@ def test_document_keys_are_the_documented_ones(fake, tmp_path):
     native = result["results"]["native"]
     assert set(native) == {"backend", "versions", "explain", "timing", "errors"}
     assert set(native["explain"]) == {"name", "pid", "doc", "keeper", "writable_layer"}
-    assert set(native["timing"]) == {"name", "create_ms", "start_ms", "total_ms", "exit_code", "start_error",
-                                     "writable_layer"}
+    assert set(native["timing"]) == {
+        "name",
+        "create_ms",
+        "start_ms",
+        "total_ms",
+        "exit_code",
+        "start_error",
+        "writable_layer",
+    }
     assert set(native["explain"]["writable_layer"]) == {"path", "bytes", "files", "reason"}
     for row in result["rows"]:
         assert set(row) == {"key", "group", "label", "compared", "differs", "values", "display"}
@@ -259,8 +271,11 @@ def test_cli_json_and_exit_code_of_a_failing_backend(fake, tmp_path):
     from ctr.cli.options import Context
 
     fake["docker"].fail = {"create": CtrError("no")}
-    r = CliRunner().invoke(compare_command, ["--format", "json", "busybox", "true"],
-                           obj=Context("native", Paths.default(tmp_path / "root")))
+    r = CliRunner().invoke(
+        compare_command,
+        ["--format", "json", "busybox", "true"],
+        obj=Context("native", Paths.default(tmp_path / "root")),
+    )
     assert r.exit_code == 125
     doc = json.loads(r.stdout)
     assert doc["results"]["docker"]["errors"][0]["message"] == "no"
@@ -280,7 +295,10 @@ def test_help_hides_flags_compare_does_not_take():
 def test_cli_accepts_rm_as_implied(fake, tmp_path):
     from ctr.cli.options import Context
 
-    r = CliRunner().invoke(compare_command, ["--rm", "--backends", "native", "busybox", "true"],
-                           obj=Context("native", Paths.default(tmp_path / "root")))
+    r = CliRunner().invoke(
+        compare_command,
+        ["--rm", "--backends", "native", "busybox", "true"],
+        obj=Context("native", Paths.default(tmp_path / "root")),
+    )
     assert r.exit_code == 0, r.output
     assert r.stdout.splitlines()[0] == "ctr compare --backends native busybox true"

@@ -16,9 +16,12 @@ from tests.unit.convert.samples import CONVERTIBLE_LXC, DOCKER_INSPECT, UNCONVER
 @pytest.mark.parametrize("source", READ_FORMATS)
 @pytest.mark.parametrize("target", WRITE_FORMATS)
 def test_every_pair_converts(source, target):
-    inputs = {"lxc": CONVERTIBLE_LXC + UNCONVERTIBLE_LXC, "docker": json.dumps(DOCKER_INSPECT),
-              "oci": convert(json.dumps({"image": "", "command": ["true"]}), "ctr", "oci")[0],
-              "ctr": json.dumps({"image": "busybox", "command": ["true"], "labels": {"a": "b"}})}
+    inputs = {
+        "lxc": CONVERTIBLE_LXC + UNCONVERTIBLE_LXC,
+        "docker": json.dumps(DOCKER_INSPECT),
+        "oci": convert(json.dumps({"image": "", "command": ["true"]}), "ctr", "oci")[0],
+        "ctr": json.dumps({"image": "busybox", "command": ["true"], "labels": {"a": "b"}}),
+    }
     out, warnings = convert(inputs[source], source, target)
     assert out.strip()
     assert all(isinstance(w, str) and ": " in w for w in warnings)

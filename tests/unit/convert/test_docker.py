@@ -18,16 +18,31 @@ def test_docker_inspect_to_ctr():
     s = conv.spec
     assert (s["name"], s["image"], s["entrypoint"], s["command"]) == ("web", "busybox:latest", ["sh"], ["-c", "x"])
     assert (s["user"], s["workdir"], s["hostname"], s["tty"], s["stdin"]) == ("1:1", "/w", "f" * 12, True, True)
-    assert (s["memory"], s["cpus"], s["pids_limit"], s["read_only"], s["auto_remove"]) == (64 << 20, 1.5, 100, True, True)
+    assert (s["memory"], s["cpus"], s["pids_limit"], s["read_only"], s["auto_remove"]) == (
+        64 << 20,
+        1.5,
+        100,
+        True,
+        True,
+    )
     assert s["cap_add"] == ["CAP_NET_ADMIN"] and s["cap_drop"] == ["CAP_MKNOD"]
     assert s["network"] == "bridge" and s["labels"] == {"team": "a"}
     assert s["security_opt"] == ["seccomp=unconfined"] and s["privileged"] is False
-    assert s["mounts"] == [{"source": "/srv/data", "target": "/data", "read_only": True},
-                           {"source": "/var/lib/docker/volumes/cache/_data", "target": "/cache", "read_only": False}]
+    assert s["mounts"] == [
+        {"source": "/srv/data", "target": "/data", "read_only": True},
+        {"source": "/var/lib/docker/volumes/cache/_data", "target": "/cache", "read_only": False},
+    ]
     text = "\n".join(conv.warnings)
-    for key in ("HostConfig.PortBindings", "HostConfig.RestartPolicy", "HostConfig.ExtraHosts", "HostConfig.Ulimits",
-                "Config.ExposedPorts", "Config.StopSignal", "Mounts[1] (volume cache",
-                "HostConfig.MemorySwap"):
+    for key in (
+        "HostConfig.PortBindings",
+        "HostConfig.RestartPolicy",
+        "HostConfig.ExtraHosts",
+        "HostConfig.Ulimits",
+        "Config.ExposedPorts",
+        "Config.StopSignal",
+        "Mounts[1] (volume cache",
+        "HostConfig.MemorySwap",
+    ):
         assert key in text, key
     state_line = next(w for w in conv.warnings if "not its configuration" in w)
     for key in ("Id", "State", "NetworkSettings", "GraphDriver"):
@@ -42,12 +57,27 @@ def test_docker_to_docker_run_is_the_same_container():
     argv = shlex.split(out)
     assert argv[:2] == ["docker", "run"]
     image_at = argv.index("busybox:latest")
-    assert argv[image_at + 1:] == ["-c", "x"]
+    assert argv[image_at + 1 :] == ["-c", "x"]
     flags = argv[2:image_at]
-    for flag in (["--name", "web"], ["--rm"], ["-i"], ["-t"], ["--read-only"], ["-e", "A=1"], ["-w", "/w"],
-                 ["-u", "1:1"], ["-v", "/srv/data:/data:ro"], ["--cpus", "1.5"], ["--pids-limit", "100"],
-                 ["--cap-add", "NET_ADMIN"], ["--cap-drop", "MKNOD"], ["--network", "bridge"],
-                 ["--entrypoint", "sh"], ["-l", "team=a"], ["-m", f"{64 << 20}b"]):
+    for flag in (
+        ["--name", "web"],
+        ["--rm"],
+        ["-i"],
+        ["-t"],
+        ["--read-only"],
+        ["-e", "A=1"],
+        ["-w", "/w"],
+        ["-u", "1:1"],
+        ["-v", "/srv/data:/data:ro"],
+        ["--cpus", "1.5"],
+        ["--pids-limit", "100"],
+        ["--cap-add", "NET_ADMIN"],
+        ["--cap-drop", "MKNOD"],
+        ["--network", "bridge"],
+        ["--entrypoint", "sh"],
+        ["-l", "team=a"],
+        ["-m", f"{64 << 20}b"],
+    ):
         joined = " ".join(flags)
         assert " ".join(flag) in joined, flag
 
@@ -64,9 +94,16 @@ def test_compose_output():
 
 def test_docker_security_opt_and_privileged_carry_over():
     doc = json.loads(json.dumps(DOCKER_INSPECT))
-    doc["HostConfig"].update(Privileged=True, SecurityOpt=[
-        "no-new-privileges:false", "seccomp=builtin", 'seccomp={"defaultAction":"SCMP_ACT_ALLOW"}',
-        "apparmor=unconfined", "systempaths=unconfined"])
+    doc["HostConfig"].update(
+        Privileged=True,
+        SecurityOpt=[
+            "no-new-privileges:false",
+            "seccomp=builtin",
+            'seccomp={"defaultAction":"SCMP_ACT_ALLOW"}',
+            "apparmor=unconfined",
+            "systempaths=unconfined",
+        ],
+    )
     conv = read_docker(json.dumps(doc))
     assert conv.spec["privileged"] is True
     assert conv.spec["security_opt"] == ["no-new-privileges=false", "apparmor=unconfined"]
@@ -77,6 +114,6 @@ def test_docker_security_opt_and_privileged_carry_over():
     argv = shlex.split(out)
     assert "--privileged" in argv and argv[argv.index("--security-opt") + 1] == "no-new-privileges=false"
     compose, _ = convert(json.dumps(doc), "docker", "compose")
-    assert 'privileged: true' in compose and '"apparmor=unconfined"' in compose
+    assert "privileged: true" in compose and '"apparmor=unconfined"' in compose
     _, warnings = convert(json.dumps(doc), "docker", "lxc")
     assert any(w.startswith("privileged = true") for w in warnings)

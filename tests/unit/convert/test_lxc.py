@@ -45,8 +45,10 @@ def test_lxc_spec_values():
     assert spec["command"] == ["/bin/httpd", "-f", "-p", "8080"]
     assert spec["user"] == "1000:100" and spec["workdir"] == "/srv"
     assert spec["memory"] == 256 << 20 and spec["cpus"] == 0.5 and spec["pids_limit"] == 64
-    assert spec["mounts"] == [{"source": "/tmp", "target": "/tmp/host", "read_only": False},
-                              {"source": "/etc/hostname", "target": "/etc/host-name", "read_only": True}]
+    assert spec["mounts"] == [
+        {"source": "/tmp", "target": "/tmp/host", "read_only": False},
+        {"source": "/etc/hostname", "target": "/etc/host-name", "read_only": True},
+    ]
     assert spec["read_only"] and spec["auto_remove"] and spec["network"] == "host"
     assert spec["cap_add"] == ["ALL"]
     assert spec["cap_drop"] == ["CAP_SYS_MODULE", "CAP_MAC_ADMIN", "CAP_MAC_OVERRIDE", "CAP_SYS_TIME"]
@@ -84,8 +86,16 @@ def test_lxc_from_its_file_name(tmp_path):
 
 
 def test_ctr_to_lxc_names_what_lxc_cannot_hold():
-    spec = {"image": "busybox", "name": "web", "command": ["sh", "-c", "echo hi there"], "user": "nobody",
-            "tty": True, "stdin": True, "labels": {"team": "a"}, "env": ["A=1"]}
+    spec = {
+        "image": "busybox",
+        "name": "web",
+        "command": ["sh", "-c", "echo hi there"],
+        "user": "nobody",
+        "tty": True,
+        "stdin": True,
+        "labels": {"team": "a"},
+        "env": ["A=1"],
+    }
     out, warnings = convert(json.dumps(spec), "ctr", "lxc")
     text = "\n".join(warnings)
     for key in ("image", "name", "user", "tty", "stdin", "labels.team", "command", "entrypoint/command"):
@@ -95,8 +105,12 @@ def test_ctr_to_lxc_names_what_lxc_cannot_hold():
 
 def test_ctr_to_lxc_merges_the_image_config_when_known():
     config = ImageConfig(entrypoint=("/entry",), cmd=("default",), env=("PATH=/bin", "X=1"), workdir="/w", user="7")
-    out, warnings = convert(json.dumps({"image": "app", "env": ["Y=2"]}), "ctr", "lxc",
-                            resolve=lambda image: config if image == "app" else None)
+    out, warnings = convert(
+        json.dumps({"image": "app", "env": ["Y=2"]}),
+        "ctr",
+        "lxc",
+        resolve=lambda image: config if image == "app" else None,
+    )
     items = parse_lxc_config(out)
     assert ("lxc.init.cmd", "/entry default") in items
     assert ("lxc.init.cwd", "/w") in items and ("lxc.init.uid", "7") in items

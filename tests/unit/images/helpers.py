@@ -81,34 +81,63 @@ def files_tar(files: dict[str, bytes]) -> bytes:
     return make_tar(*((name, R, data) for name, data in files.items()))
 
 
-GOOD_LAYER = make_tar(("bin", D), ("bin/hello", R, b"#!/bin/sh\necho hi\n"), ("bin/sh", S, "/bin/busybox"),
-                      ("etc", D), ("etc/motd", R, b"hello\n"), ("etc/link", L, "etc/motd"))
+GOOD_LAYER = make_tar(
+    ("bin", D),
+    ("bin/hello", R, b"#!/bin/sh\necho hi\n"),
+    ("bin/sh", S, "/bin/busybox"),
+    ("etc", D),
+    ("etc/motd", R, b"hello\n"),
+    ("etc/link", L, "etc/motd"),
+)
 
 
 def config_for(*layers: bytes, platform: dict | None = None, cmd: list[str] | None = None) -> bytes:
     p = platform or HOST
-    doc = {"architecture": p["architecture"], "os": p["os"], "config": {"Cmd": cmd or ["sh"]},
-           "rootfs": {"type": "layers", "diff_ids": [sha256(gzip.decompress(x) if x[:2] == b"\x1f\x8b" else x)
-                                                      for x in layers]}}
+    doc = {
+        "architecture": p["architecture"],
+        "os": p["os"],
+        "config": {"Cmd": cmd or ["sh"]},
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": [sha256(gzip.decompress(x) if x[:2] == b"\x1f\x8b" else x) for x in layers],
+        },
+    }
     return canonical(doc)
 
 
 def oci_image(*layers: bytes, platform: dict | None = None, cmd: list[str] | None = None) -> tuple[bytes, bytes, dict]:
     """(manifest, config, blobs by digest) of an OCI image made of `layers`."""
     config = config_for(*layers, platform=platform, cmd=cmd)
-    manifest = canonical({
-        "schemaVersion": 2, "mediaType": MEDIA_MANIFEST,
-        "config": {"mediaType": MEDIA_CONFIG, "digest": sha256(config), "size": len(config)},
-        "layers": [{"mediaType": MEDIA_LAYER_GZIP if x[:2] == b"\x1f\x8b" else MEDIA_LAYER, "digest": sha256(x),
-                    "size": len(x)} for x in layers]})
+    manifest = canonical(
+        {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_MANIFEST,
+            "config": {"mediaType": MEDIA_CONFIG, "digest": sha256(config), "size": len(config)},
+            "layers": [
+                {
+                    "mediaType": MEDIA_LAYER_GZIP if x[:2] == b"\x1f\x8b" else MEDIA_LAYER,
+                    "digest": sha256(x),
+                    "size": len(x),
+                }
+                for x in layers
+            ],
+        }
+    )
     blobs = {sha256(x): x for x in (*layers, config, manifest)}
     return manifest, config, blobs
 
 
-def oci_layout(index_entries: list[dict], blobs: dict[str, bytes], *, drop: tuple[str, ...] = (),
-               extra: dict[str, bytes] | None = None) -> dict[str, bytes]:
-    files = {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
-             "index.json": json.dumps({"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": index_entries}).encode()}
+def oci_layout(
+    index_entries: list[dict],
+    blobs: dict[str, bytes],
+    *,
+    drop: tuple[str, ...] = (),
+    extra: dict[str, bytes] | None = None,
+) -> dict[str, bytes]:
+    files = {
+        "oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
+        "index.json": json.dumps({"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": index_entries}).encode(),
+    }
     for digest, data in blobs.items():
         if digest not in drop:
             files[f"blobs/sha256/{digest[7:]}"] = data
@@ -116,8 +145,13 @@ def oci_layout(index_entries: list[dict], blobs: dict[str, bytes], *, drop: tupl
     return files
 
 
-def entry(manifest: bytes, name: str | None = "example.com/app:1", media: str = MEDIA_MANIFEST,
-          platform: dict | None = None, annotations: dict | None = None) -> dict:
+def entry(
+    manifest: bytes,
+    name: str | None = "example.com/app:1",
+    media: str = MEDIA_MANIFEST,
+    platform: dict | None = None,
+    annotations: dict | None = None,
+) -> dict:
     out: dict = {"mediaType": media, "digest": sha256(manifest), "size": len(manifest)}
     ann = dict(annotations or {})
     if name:
@@ -129,15 +163,25 @@ def entry(manifest: bytes, name: str | None = "example.com/app:1", media: str = 
     return out
 
 
-def docker_archive(layers: list[bytes], tags: list[str] | None = None, config: bytes | None = None,
-                   layer_names: list[str] | None = None) -> dict[str, bytes]:
+def docker_archive(
+    layers: list[bytes],
+    tags: list[str] | None = None,
+    config: bytes | None = None,
+    layer_names: list[str] | None = None,
+) -> dict[str, bytes]:
     config = config or config_for(*layers)
     names = layer_names or [f"{sha256(x)[7:]}/layer.tar" for x in layers]
     files = {f"{sha256(config)[7:]}.json": config}
     files.update(dict(zip(names, layers)))
-    files["manifest.json"] = json.dumps([{"Config": f"{sha256(config)[7:]}.json",
-                                          "RepoTags": ["example.com/app:1"] if tags is None else tags,
-                                          "Layers": names}]).encode()
+    files["manifest.json"] = json.dumps(
+        [
+            {
+                "Config": f"{sha256(config)[7:]}.json",
+                "RepoTags": ["example.com/app:1"] if tags is None else tags,
+                "Layers": names,
+            }
+        ]
+    ).encode()
     return files
 
 

@@ -81,8 +81,9 @@ def test_not_an_archive_is_refused(tmp_path: Path, seeded: ImageStore) -> None:
 
 def test_import_rootfs_with_changes(tmp_path: Path, store: ImageStore) -> None:
     path = write(tmp_path, "rootfs.tar.gz", gzip.compress(GOOD_LAYER))
-    [image] = import_image(store, path, name="myroot", changes=['CMD ["/bin/hello"]', "ENV A=1", "WORKDIR /etc",
-                                                                  "USER 1000", "LABEL k=v"])
+    [image] = import_image(
+        store, path, name="myroot", changes=['CMD ["/bin/hello"]', "ENV A=1", "WORKDIR /etc", "USER 1000", "LABEL k=v"]
+    )
     assert image.name == "myroot:latest"
     assert image.config == ImageConfig(cmd=("/bin/hello",), env=("A=1",), workdir="/etc", user="1000")
     assert image.labels == (("k", "v"),)
@@ -174,14 +175,18 @@ def test_docker_archive_of_several_images_imports_all_or_the_one_named(tmp_path:
 def test_oci_layout_of_several_images_imports_all_or_the_one_named(tmp_path: Path, store: ImageStore) -> None:
     m1, _, b1 = oci_image(GOOD_LAYER)
     m2, _, b2 = oci_image(make_tar(("two", R, b"2")))
-    path = write(tmp_path, "oci.tar", files_tar(oci_layout([entry(m1, name="example.com/one:1"),
-                                                            entry(m2, name="example.com/two:1")], {**b1, **b2})))
+    path = write(
+        tmp_path,
+        "oci.tar",
+        files_tar(oci_layout([entry(m1, name="example.com/one:1"), entry(m2, name="example.com/two:1")], {**b1, **b2})),
+    )
     assert sorted(i.name for i in import_image(store, path)) == ["example.com/one:1", "example.com/two:1"]
     other = ImageStore(Paths.default(tmp_path / "other"))
     [picked] = import_image(other, path, name="example.com/two:1")
     assert picked.digest == sha256(m2) and [i.name for i in other.list()] == ["example.com/two:1"]
-    with pytest.raises(InvalidSpec, match="none named example.com/three:1: --name picks one of example.com/one:1, "
-                                          "example.com/two:1"):
+    with pytest.raises(
+        InvalidSpec, match="none named example.com/three:1: --name picks one of example.com/one:1, example.com/two:1"
+    ):
         import_image(other, path, name="example.com/three:1")
 
 
@@ -205,11 +210,20 @@ def test_import_docker_archive_with_linked_duplicate_layer(tmp_path: Path, store
 def test_import_docker25_save_layout(tmp_path: Path, store: ImageStore) -> None:
     """Docker 25+: an OCI layout with manifest.json beside it; the OCI manifest digest is kept."""
     manifest, config, blobs = oci_image(GOOD_LAYER)
-    docker_manifest = json.dumps([{"Config": f"blobs/sha256/{sha256(config)[7:]}", "RepoTags": ["app:25"],
-                                   "Layers": [f"blobs/sha256/{sha256(GOOD_LAYER)[7:]}"]}]).encode()
-    files = oci_layout([entry(manifest, name="docker.io/library/app:25",
-                              annotations={"org.opencontainers.image.ref.name": "25"})], blobs,
-                       extra={"manifest.json": docker_manifest})
+    docker_manifest = json.dumps(
+        [
+            {
+                "Config": f"blobs/sha256/{sha256(config)[7:]}",
+                "RepoTags": ["app:25"],
+                "Layers": [f"blobs/sha256/{sha256(GOOD_LAYER)[7:]}"],
+            }
+        ]
+    ).encode()
+    files = oci_layout(
+        [entry(manifest, name="docker.io/library/app:25", annotations={"org.opencontainers.image.ref.name": "25"})],
+        blobs,
+        extra={"manifest.json": docker_manifest},
+    )
     [image] = import_image(store, write(tmp_path, "d25.tar", files_tar(files)))
     assert (image.name, image.digest, image.config_digest) == ("app:25", sha256(manifest), sha256(config))
 
@@ -227,10 +241,13 @@ def test_hostile_docker_archive_layer_is_refused(case: str, tmp_path: Path, seed
     refused(seeded, path, f"unsafe layer .*{match}")
 
 
-@pytest.mark.parametrize("member, match", [
-    ("/abs/layer.tar", "entry '/abs/layer.tar' is an absolute path"),
-    ("../up/layer.tar", "entry '../up/layer.tar' has a '..' component"),
-])
+@pytest.mark.parametrize(
+    "member, match",
+    [
+        ("/abs/layer.tar", "entry '/abs/layer.tar' is an absolute path"),
+        ("../up/layer.tar", "entry '../up/layer.tar' has a '..' component"),
+    ],
+)
 def test_hostile_outer_archive_entries(member: str, match: str, tmp_path: Path, seeded: ImageStore) -> None:
     files = docker_archive([GOOD_LAYER])
     files[member] = b"x"
@@ -305,7 +322,9 @@ def test_oci_names(tmp_path: Path, store: ImageStore) -> None:
     tag_only = oci_layout([entry(manifest, name=None, annotations={"org.opencontainers.image.ref.name": "v1"})], blobs)
     with pytest.raises(InvalidSpec, match="carries no name"):
         import_image(store, write(tmp_path, "t.tar", files_tar(tag_only)))
-    full = oci_layout([entry(manifest, name=None, annotations={"org.opencontainers.image.ref.name": "x.io/a:v1"})], blobs)
+    full = oci_layout(
+        [entry(manifest, name=None, annotations={"org.opencontainers.image.ref.name": "x.io/a:v1"})], blobs
+    )
     assert import_image(store, write(tmp_path, "f.tar", files_tar(full)))[0].name == "x.io/a:v1"
 
 
@@ -316,15 +335,28 @@ def other_platform() -> dict:
 def test_oci_nested_multi_platform_index(tmp_path: Path, store: ImageStore) -> None:
     mine, mine_config, mine_blobs = oci_image(GOOD_LAYER, cmd=["mine"])
     theirs, _, their_blobs = oci_image(make_tar(("foreign", R, b"f")), platform=other_platform(), cmd=["theirs"])
-    attest = canonical({"schemaVersion": 2, "mediaType": MEDIA_MANIFEST,
-                        "config": {"mediaType": MEDIA_CONFIG, "digest": sha256(b"{}"), "size": 2}, "layers": []})
-    inner = canonical({"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": [
-        entry(theirs, name=None, platform=other_platform()),
-        entry(attest, name=None, platform={"os": "unknown", "architecture": "unknown"}),
-        entry(mine, name=None, platform=HOST),
-    ]})
-    outer = canonical({"schemaVersion": 2, "mediaType": MEDIA_INDEX,
-                       "manifests": [entry(inner, name=None, media=MEDIA_INDEX)]})
+    attest = canonical(
+        {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_MANIFEST,
+            "config": {"mediaType": MEDIA_CONFIG, "digest": sha256(b"{}"), "size": 2},
+            "layers": [],
+        }
+    )
+    inner = canonical(
+        {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_INDEX,
+            "manifests": [
+                entry(theirs, name=None, platform=other_platform()),
+                entry(attest, name=None, platform={"os": "unknown", "architecture": "unknown"}),
+                entry(mine, name=None, platform=HOST),
+            ],
+        }
+    )
+    outer = canonical(
+        {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": [entry(inner, name=None, media=MEDIA_INDEX)]}
+    )
     # the other platform's blobs are absent, as in a layout that skopeo copied for one platform
     blobs = {**mine_blobs, sha256(inner): inner, sha256(outer): outer, sha256(theirs): theirs}
     files = oci_layout([entry(outer, media=MEDIA_INDEX)], blobs)
@@ -336,13 +368,19 @@ def test_oci_nested_multi_platform_index(tmp_path: Path, store: ImageStore) -> N
 def test_oci_top_level_platforms_and_no_match(tmp_path: Path, seeded: ImageStore) -> None:
     mine, _, mine_blobs = oci_image(GOOD_LAYER, cmd=["mine"])
     theirs, _, their_blobs = oci_image(make_tar(("f", R, b"f")), platform=other_platform())
-    files = oci_layout([entry(theirs, name=None, platform=other_platform()), entry(mine, name=None, platform=HOST)],
-                       {**mine_blobs, **their_blobs})
+    files = oci_layout(
+        [entry(theirs, name=None, platform=other_platform()), entry(mine, name=None, platform=HOST)],
+        {**mine_blobs, **their_blobs},
+    )
     [image] = import_image(seeded, write(tmp_path, "top.tar", files_tar(files)), name="multi:1")
     assert image.config.cmd == ("mine",)
-    only_theirs = oci_layout([entry(theirs, name=None, platform=other_platform()),
-                              entry(theirs, name=None, platform={"os": "linux", "architecture": "mips64le"})],
-                             their_blobs)
+    only_theirs = oci_layout(
+        [
+            entry(theirs, name=None, platform=other_platform()),
+            entry(theirs, name=None, platform={"os": "linux", "architecture": "mips64le"}),
+        ],
+        their_blobs,
+    )
     before = snapshot(seeded)
     with pytest.raises(NotFound, match=f"no image for this machine's platform linux/{HOST['architecture']}"):
         import_image(seeded, write(tmp_path, "theirs.tar", files_tar(only_theirs)), name="x")
@@ -353,8 +391,9 @@ def test_oci_top_level_platforms_and_no_match(tmp_path: Path, seeded: ImageStore
 def test_hostile_oci_layer_is_refused(case: str, tmp_path: Path, seeded: ImageStore) -> None:
     layer, match = hostile_layers()[case]
     manifest, _, blobs = oci_image(GOOD_LAYER, layer)
-    refused(seeded, write(tmp_path, "evil.tar", files_tar(oci_layout([entry(manifest)], blobs))),
-            f"unsafe layer .*{match}")
+    refused(
+        seeded, write(tmp_path, "evil.tar", files_tar(oci_layout([entry(manifest)], blobs))), f"unsafe layer .*{match}"
+    )
 
 
 def test_oci_digest_mismatch(tmp_path: Path, seeded: ImageStore) -> None:
@@ -375,18 +414,31 @@ def test_oci_missing_blob(tmp_path: Path, seeded: ImageStore) -> None:
     manifest, config, blobs = oci_image(GOOD_LAYER)
     for missing in (sha256(GOOD_LAYER), sha256(config), sha256(manifest)):
         files = oci_layout([entry(manifest)], blobs, drop=(missing,))
-        refused(seeded, write(tmp_path, "missing.tar", files_tar(files)),
-                f"refers to 'blobs/sha256/{missing[7:]}', which is not in the archive")
+        refused(
+            seeded,
+            write(tmp_path, "missing.tar", files_tar(files)),
+            f"refers to 'blobs/sha256/{missing[7:]}', which is not in the archive",
+        )
 
 
 def test_oci_truncated_gzip_layer(tmp_path: Path, seeded: ImageStore) -> None:
     # The descriptor matches the truncated bytes: only unpacking can tell.
     cut = gzip.compress(make_tar(("f", R, os.urandom(50_000))))[:-2000]
-    config = canonical({"architecture": HOST["architecture"], "os": "linux",
-                        "rootfs": {"type": "layers", "diff_ids": [sha256(b"whatever")]}})
-    manifest = canonical({"schemaVersion": 2, "mediaType": MEDIA_MANIFEST,
-                          "config": {"mediaType": MEDIA_CONFIG, "digest": sha256(config), "size": len(config)},
-                          "layers": [{"mediaType": MEDIA_LAYER_GZIP, "digest": sha256(cut), "size": len(cut)}]})
+    config = canonical(
+        {
+            "architecture": HOST["architecture"],
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [sha256(b"whatever")]},
+        }
+    )
+    manifest = canonical(
+        {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_MANIFEST,
+            "config": {"mediaType": MEDIA_CONFIG, "digest": sha256(config), "size": len(config)},
+            "layers": [{"mediaType": MEDIA_LAYER_GZIP, "digest": sha256(cut), "size": len(cut)}],
+        }
+    )
     files = oci_layout([entry(manifest)], {sha256(x): x for x in (cut, config, manifest)})
     refused(seeded, write(tmp_path, "cut.tar", files_tar(files)), "corrupt or truncated")
 
@@ -415,5 +467,6 @@ def test_not_a_container_image(tmp_path: Path, seeded: ImageStore) -> None:
     doc["config"]["mediaType"] = "application/vnd.cncf.helm.config.v1+json"
     manifest = canonical(doc)
     blobs[sha256(manifest)] = manifest
-    refused(seeded, write(tmp_path, "helm.tar", files_tar(oci_layout([entry(manifest)], blobs))),
-            "is not a container image")
+    refused(
+        seeded, write(tmp_path, "helm.tar", files_tar(oci_layout([entry(manifest)], blobs))), "is not a container image"
+    )

@@ -76,7 +76,8 @@ def test_busybox_layer_is_deterministic_and_complete(store: ImageStore) -> None:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         members = {m.name: m for m in tar}
         assert tar.extractfile("etc/passwd").read() == (  # type: ignore[union-attr]
-            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n")
+            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n"
+        )
         assert tar.extractfile("etc/group").read() == b"root:x:0:\nnobody:x:65534:\n"  # type: ignore[union-attr]
     for m in members.values():
         assert (m.uid, m.gid, m.uname, m.gname, m.mtime) == (0, 0, "", "", 0), m.name
@@ -124,8 +125,9 @@ def test_concurrent_builds_in_processes_give_one_image(store: ImageStore) -> Non
 
 def test_concurrent_builds_in_threads_give_one_image(store: ImageStore) -> None:
     results: list[str] = []
-    threads = [threading.Thread(target=lambda: results.append(_get_busybox_digest(str(store.paths.data))))
-               for _ in range(6)]
+    threads = [
+        threading.Thread(target=lambda: results.append(_get_busybox_digest(str(store.paths.data)))) for _ in range(6)
+    ]
     for t in threads:
         t.start()
     for t in threads:

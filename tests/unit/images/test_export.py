@@ -91,8 +91,11 @@ def test_round_trip_keeps_digests(tmp_path: Path, store: ImageStore) -> None:
         out2 = tmp_path / f"rt2-{fmt}.tar"
         export_image(other, "rt:1", str(out2), "oci")
         [third] = import_image(ImageStore(Paths.default(tmp_path / f"third-{fmt}")), str(out2))
-        assert (third.digest, third.layer_digests, third.config_digest) == (again.digest, again.layer_digests,
-                                                                          again.config_digest)
+        assert (third.digest, third.layer_digests, third.config_digest) == (
+            again.digest,
+            again.layer_digests,
+            again.config_digest,
+        )
 
 
 def test_export_leaves_no_partial_file(tmp_path: Path, store: ImageStore, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,8 +119,16 @@ def test_export_leaves_no_partial_file(tmp_path: Path, store: ImageStore, monkey
 def test_device_nodes_fifos_and_hard_links_come_in_from_anyone(fmt: str, tmp_path: Path, store: ImageStore) -> None:
     """What a debootstrap root or a docker save of Debian carries, as Docker accepts it: the
     device policy, not the import, decides what a container may open."""
-    layer = make_tar(("dev", D), ("dev/null", C), ("dev/sda", tarfile.BLKTYPE), ("run", D),
-                     ("run/initctl", tarfile.FIFOTYPE), ("bin", D), ("bin/a", R, b"a"), ("bin/b", L, "bin/a"))
+    layer = make_tar(
+        ("dev", D),
+        ("dev/null", C),
+        ("dev/sda", tarfile.BLKTYPE),
+        ("run", D),
+        ("run/initctl", tarfile.FIFOTYPE),
+        ("bin", D),
+        ("bin/a", R, b"a"),
+        ("bin/b", L, "bin/a"),
+    )
     if fmt == "rootfs":
         path = write(tmp_path, "root.tar", layer)
     else:
@@ -164,7 +175,11 @@ def test_large_layers_are_streamed(tmp_path: Path) -> None:
         # process (vfork shares its memory) would report the parent's peak
         "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')))\n"
     )
-    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "root"), str(tmp_path / "big.tar.gz"),
-                        str(tmp_path / "out.tar")], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "root"), str(tmp_path / "big.tar.gz"), str(tmp_path / "out.tar")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert int(r.stdout) < 80 << 10, f"peak RSS {int(r.stdout) >> 10} MiB"  # KiB: well under the layer's 96 MiB

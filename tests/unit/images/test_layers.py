@@ -37,9 +37,14 @@ def test_layer_file_unpacks_as_the_stream(tmp_path: Path) -> None:
     """A plain tar file is read seekably (data copied by the kernel, hashed in a thread): same result as streamed."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, type_, content in [("d", tarfile.DIRTYPE, b""), ("d/f", tarfile.REGTYPE, os.urandom(3 << 20)),
-                                     ("d/empty", tarfile.REGTYPE, b""), ("s", tarfile.SYMTYPE, b""),
-                                     ("h", tarfile.LNKTYPE, b""), ("odd", b"Z", b"odd!\n")]:
+        for name, type_, content in [
+            ("d", tarfile.DIRTYPE, b""),
+            ("d/f", tarfile.REGTYPE, os.urandom(3 << 20)),
+            ("d/empty", tarfile.REGTYPE, b""),
+            ("s", tarfile.SYMTYPE, b""),
+            ("h", tarfile.LNKTYPE, b""),
+            ("odd", b"Z", b"odd!\n"),
+        ]:
             ti = tarfile.TarInfo(name)  # "odd" has an unknown type: unpacked as a regular file, as tarfile reads it
             ti.type, ti.size, ti.mtime, ti.linkname = type_, len(content), 1_000_000, "d/f"
             tar.addfile(ti, io.BytesIO(content))
@@ -153,9 +158,14 @@ def test_metadata_is_preserved(tmp_path: Path) -> None:
 def test_without_cap_mknod_device_nodes_are_skipped_with_one_warning(tmp_path: Path) -> None:
     """As rootless Docker and Podman do: the rest of the layer unpacks, one line gives the count.
     Run as nobody in a child, a real unprivileged mknod."""
-    layer = make_tar(("dev", tarfile.DIRTYPE), ("dev/null", tarfile.CHRTYPE, (1, 3)),
-                     ("dev/sda", tarfile.BLKTYPE, (8, 0)), ("dev/zero", tarfile.CHRTYPE, (1, 5)),
-                     ("etc", tarfile.DIRTYPE), ("etc/hosts", tarfile.REGTYPE, b"h"))
+    layer = make_tar(
+        ("dev", tarfile.DIRTYPE),
+        ("dev/null", tarfile.CHRTYPE, (1, 3)),
+        ("dev/sda", tarfile.BLKTYPE, (8, 0)),
+        ("dev/zero", tarfile.CHRTYPE, (1, 5)),
+        ("etc", tarfile.DIRTYPE),
+        ("etc/hosts", tarfile.REGTYPE, b"h"),
+    )
     import tempfile
 
     (tmp_path / "layer.tar").write_bytes(layer)
@@ -185,19 +195,31 @@ def test_without_cap_mknod_device_nodes_are_skipped_with_one_warning(tmp_path: P
                     os._exit(1)
             _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0, err.read_text()
-        assert err.read_text().splitlines() == ["ctr: warning: layer L: skipped 3 device nodes: creating them needs "
-                                                "CAP_MKNOD (rootless Docker and Podman skip them too)"]
+        assert err.read_text().splitlines() == [
+            "ctr: warning: layer L: skipped 3 device nodes: creating them needs "
+            "CAP_MKNOD (rootless Docker and Podman skip them too)"
+        ]
         assert sorted(os.listdir(dest / "dev")) == [] and (dest / "etc" / "hosts").read_bytes() == b"h"
     finally:
         shutil.rmtree(top)
 
 
-LOWER = make_tar(("a", tarfile.DIRTYPE), ("a/gone", tarfile.REGTYPE, b"1"), ("a/keep", tarfile.REGTYPE, b"2"),
-                 ("opq", tarfile.DIRTYPE), ("opq/old", tarfile.REGTYPE, b"3"))
+LOWER = make_tar(
+    ("a", tarfile.DIRTYPE),
+    ("a/gone", tarfile.REGTYPE, b"1"),
+    ("a/keep", tarfile.REGTYPE, b"2"),
+    ("opq", tarfile.DIRTYPE),
+    ("opq/old", tarfile.REGTYPE, b"3"),
+)
 
 
-UPPER = make_tar(("a", tarfile.DIRTYPE), ("a/.wh.gone", tarfile.REGTYPE),
-                 ("opq", tarfile.DIRTYPE), ("opq/.wh..wh..opq", tarfile.REGTYPE), ("opq/new", tarfile.REGTYPE, b"4"))
+UPPER = make_tar(
+    ("a", tarfile.DIRTYPE),
+    ("a/.wh.gone", tarfile.REGTYPE),
+    ("opq", tarfile.DIRTYPE),
+    ("opq/.wh..wh..opq", tarfile.REGTYPE),
+    ("opq/new", tarfile.REGTYPE, b"4"),
+)
 
 
 @needs_root
@@ -218,8 +240,11 @@ def test_whiteouts_hide_lower_files_under_overlayfs(tmp_path: Path) -> None:
     lower, upper = store.layer_paths(image)
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    mount = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={upper}:{lower}", str(mnt)],
-                           capture_output=True, text=True)
+    mount = subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={upper}:{lower}", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
     if mount.returncode != 0:
         pytest.skip(f"cannot mount overlayfs here: {mount.stderr.strip()}")
     try:

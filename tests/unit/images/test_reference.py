@@ -37,9 +37,27 @@ def test_normalize_ref(ref: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "ref",
-    ["", " busybox", "Busybox", "foo/Bar", "busybox:", ":tag", "a b", "busybox:bad tag",
-     "busybox:" + "x" * 129, "busybox@sha256:abc", "busybox@", "@" + DIGEST, "-foo", "foo-",
-     "foo/", "foo//bar", "a" * 64, "foo..bar", "bad_host:x/y"],
+    [
+        "",
+        " busybox",
+        "Busybox",
+        "foo/Bar",
+        "busybox:",
+        ":tag",
+        "a b",
+        "busybox:bad tag",
+        "busybox:" + "x" * 129,
+        "busybox@sha256:abc",
+        "busybox@",
+        "@" + DIGEST,
+        "-foo",
+        "foo-",
+        "foo/",
+        "foo//bar",
+        "a" * 64,
+        "foo..bar",
+        "bad_host:x/y",
+    ],
 )
 def test_normalize_ref_refuses(ref: str) -> None:
     with pytest.raises(InvalidSpec, match="invalid reference format"):

@@ -45,7 +45,9 @@ class FakeRegistry:
     def host(self) -> str:
         return f"127.0.0.1:{self.server.server_address[1]}"
 
-    def add_image(self, repo: str, tag: str, manifest: bytes, blobs: dict[str, bytes], media: str = MEDIA_MANIFEST) -> None:
+    def add_image(
+        self, repo: str, tag: str, manifest: bytes, blobs: dict[str, bytes], media: str = MEDIA_MANIFEST
+    ) -> None:
         self.manifests[(repo, tag)] = (manifest, media)
         self.manifests[(repo, sha256(manifest))] = (manifest, media)
         self.blobs.update(blobs)
@@ -74,27 +76,34 @@ class FakeRegistry:
                     self.wfile.write(body)
 
             def _error(self, code: int, err: str, msg: str) -> None:
-                self._send(code, json.dumps({"errors": [{"code": err, "message": msg}]}).encode(),
-                           {"Content-Type": "application/json"})
+                self._send(
+                    code,
+                    json.dumps({"errors": [{"code": err, "message": msg}]}).encode(),
+                    {"Content-Type": "application/json"},
+                )
 
             def _authorized(self, repo: str | None, action: str) -> bool:
                 if fake.auth == "none":
                     return True
                 auth = self.headers.get("Authorization", "")
                 if fake.auth == "bearer" and auth.startswith("Bearer tok:"):
-                    scope = auth[len("Bearer tok:"):]
+                    scope = auth[len("Bearer tok:") :]
                     if repo is None:
                         return True
                     m = re.fullmatch(r"repository:(.+):([a-z,]+)", scope)
                     if m and m.group(1) == repo and action in m.group(2).split(","):
                         return True
                 if fake.auth == "bearer":
-                    challenge = (f'Bearer realm="http://{fake.host}/token",service="fake-registry"'
-                                 + (f',scope="repository:{repo}:{action}"' if repo else ""))
+                    challenge = f'Bearer realm="http://{fake.host}/token",service="fake-registry"' + (
+                        f',scope="repository:{repo}:{action}"' if repo else ""
+                    )
                 else:
                     challenge = 'Basic realm="fake"'
-                self._send(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
-                           {"WWW-Authenticate": challenge, "Content-Type": "application/json"})
+                self._send(
+                    401,
+                    b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
+                    {"WWW-Authenticate": challenge, "Content-Type": "application/json"},
+                )
                 return False
 
             def handle_one(self) -> None:
@@ -124,8 +133,10 @@ class FakeRegistry:
                         return
                     if self.command == "POST":
                         uid = str(uuid.uuid4())
-                        self._send(202, headers={"Location": f"/v2/{repo}/blobs/uploads/{uid}?state=x",
-                                                 "Docker-Upload-UUID": uid})
+                        self._send(
+                            202,
+                            headers={"Location": f"/v2/{repo}/blobs/uploads/{uid}?state=x", "Docker-Upload-UUID": uid},
+                        )
                         return
                     q = dict(urllib.parse.parse_qsl(url.query))
                     data = self.rfile.read(int(self.headers["Content-Length"]))
@@ -151,8 +162,11 @@ class FakeRegistry:
                         self._error(404, "MANIFEST_UNKNOWN", "manifest unknown")
                         return
                     data, media = fake.manifests[(repo, ref)]
-                    self._send(200, fake.tamper.get(sha256(data), data),
-                               {"Content-Type": media, "Docker-Content-Digest": sha256(data)})
+                    self._send(
+                        200,
+                        fake.tamper.get(sha256(data), data),
+                        {"Content-Type": media, "Docker-Content-Digest": sha256(data)},
+                    )
                     return
                 if ref not in fake.blobs:
                     self._error(404, "BLOB_UNKNOWN", "blob unknown")
@@ -190,10 +204,21 @@ def multi_platform(fake: FakeRegistry, repo: str, tag: str, list_media: str = ME
     """An index with this platform's image and another one; returns (mine, index)."""
     mine, _, mine_blobs = oci_image(GOOD_LAYER, gzip.compress(make_tar(("top", R, b"t"))), cmd=["mine"])
     theirs, _, their_blobs = oci_image(make_tar(("foreign", R, b"f")), platform=other_platform(), cmd=["theirs"])
-    index = canonical({"schemaVersion": 2, "mediaType": list_media, "manifests": [
-        {"mediaType": MEDIA_MANIFEST, "digest": sha256(theirs), "size": len(theirs), "platform": other_platform()},
-        {"mediaType": MEDIA_MANIFEST, "digest": sha256(mine), "size": len(mine), "platform": HOST},
-    ]})
+    index = canonical(
+        {
+            "schemaVersion": 2,
+            "mediaType": list_media,
+            "manifests": [
+                {
+                    "mediaType": MEDIA_MANIFEST,
+                    "digest": sha256(theirs),
+                    "size": len(theirs),
+                    "platform": other_platform(),
+                },
+                {"mediaType": MEDIA_MANIFEST, "digest": sha256(mine), "size": len(mine), "platform": HOST},
+            ],
+        }
+    )
     fake.add_image(repo, tag, index, {**mine_blobs, **their_blobs}, media=list_media)
     fake.add_manifest(repo, sha256(mine), mine, MEDIA_MANIFEST)
     fake.add_manifest(repo, sha256(theirs), theirs, MEDIA_MANIFEST)
@@ -203,21 +228,35 @@ def multi_platform(fake: FakeRegistry, repo: str, tag: str, list_media: str = ME
 # --- references -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("ref, expected", [
-    ("127.0.0.1:5000/demo:1", Remote("127.0.0.1:5000/demo:1", "127.0.0.1:5000", "demo", "1")),
-    ("localhost/a/b", Remote("localhost/a/b:latest", "localhost", "a/b", "latest")),
-    ("busybox", Remote("busybox:latest", "registry-1.docker.io", "library/busybox", "latest")),
-    ("foo/bar:2", Remote("foo/bar:2", "registry-1.docker.io", "foo/bar", "2")),
-    ("quay.io/x/y@sha256:" + "a" * 64, Remote("quay.io/x/y@sha256:" + "a" * 64, "quay.io", "x/y", "sha256:" + "a" * 64)),
-])
+@pytest.mark.parametrize(
+    "ref, expected",
+    [
+        ("127.0.0.1:5000/demo:1", Remote("127.0.0.1:5000/demo:1", "127.0.0.1:5000", "demo", "1")),
+        ("localhost/a/b", Remote("localhost/a/b:latest", "localhost", "a/b", "latest")),
+        ("busybox", Remote("busybox:latest", "registry-1.docker.io", "library/busybox", "latest")),
+        ("foo/bar:2", Remote("foo/bar:2", "registry-1.docker.io", "foo/bar", "2")),
+        (
+            "quay.io/x/y@sha256:" + "a" * 64,
+            Remote("quay.io/x/y@sha256:" + "a" * 64, "quay.io", "x/y", "sha256:" + "a" * 64),
+        ),
+    ],
+)
 def test_parse_remote(ref: str, expected: Remote) -> None:
     assert parse_remote(ref) == expected
 
 
-@pytest.mark.parametrize("registry_, loopback", [
-    ("127.0.0.1:5000", True), ("127.1.2.3", True), ("localhost:5000", True), ("[::1]:5000", True),
-    ("10.0.0.1:5000", False), ("example.com", False), ("registry-1.docker.io", False),
-])
+@pytest.mark.parametrize(
+    "registry_, loopback",
+    [
+        ("127.0.0.1:5000", True),
+        ("127.1.2.3", True),
+        ("localhost:5000", True),
+        ("[::1]:5000", True),
+        ("10.0.0.1:5000", False),
+        ("example.com", False),
+        ("registry-1.docker.io", False),
+    ],
+)
 def test_scheme_follows_loopback(registry_: str, loopback: bool) -> None:
     assert is_loopback(registry_) is loopback
     assert Remote("x", registry_, "x", "1").scheme == ("http" if loopback else "https")
@@ -236,7 +275,9 @@ def test_pull_token_auth_and_platform(fake: FakeRegistry, store: ImageStore, lis
     assert fake.token_requests == [{"scope": "repository:team/app:pull", "service": "fake-registry"}]
     # Only this platform's blobs came over, each once, all with the token.
     manifest = json.loads(mine)
-    assert sorted(fake.blob_gets()) == sorted([manifest["config"]["digest"], *(x["digest"] for x in manifest["layers"])])
+    assert sorted(fake.blob_gets()) == sorted(
+        [manifest["config"]["digest"], *(x["digest"] for x in manifest["layers"])]
+    )
     assert all(auth == "Bearer tok:repository:team/app:pull" for m, p, auth in fake.log if p.startswith("/v2/team"))
     assert [p.name for p in store.layer_paths(image)] == [d[7:] for d in image.diff_ids]
 
@@ -318,8 +359,20 @@ def test_pull_hostile_layer(fake: FakeRegistry, store: ImageStore) -> None:
 
 def test_pull_no_platform(fake: FakeRegistry, store: ImageStore) -> None:
     theirs, _, blobs = oci_image(GOOD_LAYER, platform=other_platform())
-    index = canonical({"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": [
-        {"mediaType": MEDIA_MANIFEST, "digest": sha256(theirs), "size": len(theirs), "platform": other_platform()}]})
+    index = canonical(
+        {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_INDEX,
+            "manifests": [
+                {
+                    "mediaType": MEDIA_MANIFEST,
+                    "digest": sha256(theirs),
+                    "size": len(theirs),
+                    "platform": other_platform(),
+                }
+            ],
+        }
+    )
     fake.add_image("app", "1", index, blobs, media=MEDIA_INDEX)
     with pytest.raises(NotFound, match=f"no image for this machine's platform linux/{HOST['architecture']}"):
         registry.pull(store, f"{fake.host}/app:1", progress=False)
@@ -341,8 +394,12 @@ def test_basic_auth_is_refused_clearly(store: ImageStore) -> None:
 
 
 def test_schema1_is_refused(fake: FakeRegistry, store: ImageStore) -> None:
-    fake.add_manifest("old", "1", b'{"schemaVersion": 1, "name": "old", "fsLayers": []}',
-                      "application/vnd.docker.distribution.manifest.v1+prettyjws")
+    fake.add_manifest(
+        "old",
+        "1",
+        b'{"schemaVersion": 1, "name": "old", "fsLayers": []}',
+        "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    )
     with pytest.raises(CtrError, match="schema 1"):
         registry.pull(store, f"{fake.host}/old:1", progress=False)
 
@@ -363,8 +420,11 @@ def test_push_then_pull(fake: FakeRegistry, store: ImageStore, tmp_path: Path) -
     assert not [p for m, p, _ in fake.log if m in ("POST", "PATCH") or (m == "PUT" and "/blobs/" in p)]
     other = ImageStore(Paths.default(tmp_path / "other"))
     pulled = registry.pull(other, f"{fake.host}/mine:1", progress=False)
-    assert (pulled.digest, pulled.config_digest, pulled.layer_digests) == (image.digest, image.config_digest,
-                                                                          image.layer_digests)
+    assert (pulled.digest, pulled.config_digest, pulled.layer_digests) == (
+        image.digest,
+        image.config_digest,
+        image.layer_digests,
+    )
 
 
 def test_push_unknown_image(fake: FakeRegistry, store: ImageStore) -> None:

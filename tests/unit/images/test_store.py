@@ -41,8 +41,12 @@ def test_unknown_image(store: ImageStore) -> None:
 
 def test_create_tag_list_remove(store: ImageStore) -> None:
     busybox = store.get("busybox")
-    extra = store.create("127.0.0.1:5000/demo:1", [make_tar(("hello", tarfile.REGTYPE, b"hi"))],
-                         ImageConfig(cmd=("/hello",)), labels={"a": "b"})
+    extra = store.create(
+        "127.0.0.1:5000/demo:1",
+        [make_tar(("hello", tarfile.REGTYPE, b"hi"))],
+        ImageConfig(cmd=("/hello",)),
+        labels={"a": "b"},
+    )
     assert extra.name == "127.0.0.1:5000/demo:1" and extra.labels == (("a", "b"),)
     tagged = store.tag("busybox", "mine")
     assert tagged.name == "mine:latest" and tagged.digest == busybox.digest
@@ -57,7 +61,8 @@ def test_create_tag_list_remove(store: ImageStore) -> None:
     assert store.get("mine").digest == busybox.digest  # blobs still used by the other name
     store.remove("mine")
     assert {p.name for p in store.blobs.iterdir()} == {
-        d.split(":")[1] for d in (extra.digest, extra.config_digest, *extra.layer_digests)}
+        d.split(":")[1] for d in (extra.digest, extra.config_digest, *extra.layer_digests)
+    }
     with pytest.raises(NotFound, match="image 'mine:latest' not found"):
         store.remove("mine")
     assert [i.name for i in store.list()] == ["127.0.0.1:5000/demo:1"]
@@ -110,8 +115,9 @@ def test_layer_paths_unpacks_once(store: ImageStore, monkeypatch: pytest.MonkeyP
 def test_layer_paths_concurrent(store: ImageStore) -> None:
     image = store.get("busybox")
     results: list[list[Path]] = []
-    threads = [threading.Thread(target=lambda: results.append(ImageStore(store.paths).layer_paths(image)))
-               for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: results.append(ImageStore(store.paths).layer_paths(image))) for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -183,8 +189,11 @@ def test_refused_gzip_layer_stops_the_read_ahead(store: ImageStore, dirs: tuple[
     """A refusal early in a long compressed layer does not wait for the rest of it."""
     dest, outside = dirs
     with tarfile.open(dest / "evil.tar.gz", "w:gz", compresslevel=1) as tar, open("/dev/zero", "rb") as zero:
-        for name, type_, size in [("link", tarfile.SYMTYPE, 0), ("link/pwned", tarfile.REGTYPE, 0),
-                                  ("zeros", tarfile.REGTYPE, 24 << 20)]:  # more than the read-ahead holds
+        for name, type_, size in [
+            ("link", tarfile.SYMTYPE, 0),
+            ("link/pwned", tarfile.REGTYPE, 0),
+            ("zeros", tarfile.REGTYPE, 24 << 20),
+        ]:  # more than the read-ahead holds
             ti = tarfile.TarInfo(name)
             ti.type, ti.size, ti.linkname = type_, size, str(outside)
             tar.addfile(ti, zero)  # from a file, not in memory: a later test measures this process's peak RSS

@@ -37,8 +37,19 @@ def test_default_policy_is_dockers() -> None:
     rules = device_policy()
     assert rules[0] == DeviceRule(False, "a")
     assert [str(r) for r in rules[1:]] == [
-        "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
-        "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm"]
+        "c *:* m",
+        "b *:* m",
+        "c 1:3 rwm",
+        "c 1:5 rwm",
+        "c 1:7 rwm",
+        "c 1:8 rwm",
+        "c 1:9 rwm",
+        "c 5:0 rwm",
+        "c 5:1 rwm",
+        "c 5:2 rwm",
+        "c 136:* rwm",
+        "c 10:200 rwm",
+    ]
     assert v1_writes(rules)[:2] == [("devices.deny", "a"), ("devices.allow", "c *:* m")]
     extra = device_policy([parse_rule("b 8:0 rw"), parse_rule("c 1:3 w", allow=False)])
     assert v1_writes(extra)[-2:] == [("devices.allow", "b 8:0 rw"), ("devices.deny", "c 1:3 w")]
@@ -53,16 +64,24 @@ def test_effective_starts_over_at_an_all_rule() -> None:
 def test_one_rule_has_crun_and_runc_layout() -> None:
     insns = program([DeviceRule(False, "a"), parse_rule("c 1:3 rw")])
     assert insns[:6] == [
-        Insn(0x61, 2, 1, 0), Insn(0x54, 2, 0, 0, 0xFFFF),  # r2 = *(u32 *)ctx; r2 &= 0xffff
-        Insn(0x61, 3, 1, 0), Insn(0x74, 3, 0, 0, 16),  # r3 = *(u32 *)ctx; r3 >>= 16
-        Insn(0x61, 4, 1, 4), Insn(0x61, 5, 1, 8),  # r4 = major; r5 = minor
+        Insn(0x61, 2, 1, 0),
+        Insn(0x54, 2, 0, 0, 0xFFFF),  # r2 = *(u32 *)ctx; r2 &= 0xffff
+        Insn(0x61, 3, 1, 0),
+        Insn(0x74, 3, 0, 0, 16),  # r3 = *(u32 *)ctx; r3 >>= 16
+        Insn(0x61, 4, 1, 4),
+        Insn(0x61, 5, 1, 8),  # r4 = major; r5 = minor
     ]
     assert insns[6:] == [
         Insn(0x55, 2, 0, 7, CHAR),  # if r2 != char: skip 5 tests + 2
-        Insn(0xBC, 1, 3), Insn(0x54, 1, 0, 0, READ | WRITE), Insn(0x5D, 1, 3, 4),  # (r3 & rw) != r3
-        Insn(0x55, 4, 0, 3, 1), Insn(0x55, 5, 0, 2, 3),  # major 1, minor 3
-        Insn(0xB7, 0, 0, 0, 1), Insn(0x95),  # allow
-        Insn(0xB7, 0, 0, 0, 0), Insn(0x95),  # default: deny
+        Insn(0xBC, 1, 3),
+        Insn(0x54, 1, 0, 0, READ | WRITE),
+        Insn(0x5D, 1, 3, 4),  # (r3 & rw) != r3
+        Insn(0x55, 4, 0, 3, 1),
+        Insn(0x55, 5, 0, 2, 3),  # major 1, minor 3
+        Insn(0xB7, 0, 0, 0, 1),
+        Insn(0x95),  # allow
+        Insn(0xB7, 0, 0, 0, 0),
+        Insn(0x95),  # default: deny
     ]
     raw = assemble(insns)
     assert len(raw) == 8 * len(insns)
@@ -125,8 +144,7 @@ def test_program_matches_the_rules_for_every_request(rules: list[DeviceRule]) ->
     insns = program(rules)
     for kind in (BLOCK, CHAR):
         for access in range(1, 8):
-            for major, minor in ((1, 3), (1, 7), (1, 1), (5, 1), (136, 12), (8, 0), (7, 3), (10, 200),
-                                 (4294967295, 0)):
+            for major, minor in ((1, 3), (1, 7), (1, 1), (5, 1), (136, 12), (8, 0), (7, 3), (10, 200), (4294967295, 0)):
                 got = run(insns, kind, access, major, minor)
                 assert got == reference(rules, kind, access, major, minor), (kind, access, major, minor)
 
@@ -191,4 +209,6 @@ def test_host_devices_are_what_runc_copies(tmp_path) -> None:
     os.symlink("loop0", tmp_path / "link")
     found = host_devices(str(tmp_path))
     assert [(d.path, d.type, d.major, d.minor, d.mode, d.gid) for d in found] == [
-        ("loop0", "b", 7, 0, 0o600, 0), ("net/tun", "c", 10, 200, 0o666, 5)]
+        ("loop0", "b", 7, 0, 0o600, 0),
+        ("net/tun", "c", 10, 200, 0o666, 5),
+    ]

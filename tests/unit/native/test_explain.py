@@ -23,10 +23,25 @@ from ctr.native.explain import NAMESPACES, SCHEMA_VERSION, explain_pid
 from ctr.native.explain_mounts import MASKED_PATHS, READONLY_PATHS, parse_mountinfo
 from ctr.native.explain_table import render_table
 
-HOST_NS = {"pid": 4026531836, "net": 4026531833, "mnt": 4026531832, "uts": 4026531838,
-           "ipc": 4026531839, "user": 4026531837, "cgroup": 4026531835, "time": 4026531834}
-CONTAINER_NS = {**HOST_NS, "pid": 4026532711, "net": 4026532714, "mnt": 4026532709,
-                "uts": 4026532710, "ipc": 4026532712, "cgroup": 4026532713}
+HOST_NS = {
+    "pid": 4026531836,
+    "net": 4026531833,
+    "mnt": 4026531832,
+    "uts": 4026531838,
+    "ipc": 4026531839,
+    "user": 4026531837,
+    "cgroup": 4026531835,
+    "time": 4026531834,
+}
+CONTAINER_NS = {
+    **HOST_NS,
+    "pid": 4026532711,
+    "net": 4026532714,
+    "mnt": 4026532709,
+    "uts": 4026532710,
+    "ipc": 4026532712,
+    "cgroup": 4026532713,
+}
 DOCKER_CAPS = 0xA80425FB
 NO_NET_RAW = DOCKER_CAPS & ~(1 << 13)
 
@@ -76,10 +91,24 @@ class FakeHost:
         for kind, inode in ns.items():
             (d / kind).symlink_to(f"{kind}:[{inode}]")
 
-    def add(self, pid: int, comm: str, args: list[str], *, ppid: int, nspid: list[int], ns: dict[str, int],
-            rss: int | None = 1000, cgroup: str, caps: int = (1 << 41) - 1, extra_status: str = "",
-            mountinfo: str = HOST_MOUNTINFO, uid_map: str = "         0          0 4294967295\n",
-            start: int = 100, state: str = "S") -> Path:
+    def add(
+        self,
+        pid: int,
+        comm: str,
+        args: list[str],
+        *,
+        ppid: int,
+        nspid: list[int],
+        ns: dict[str, int],
+        rss: int | None = 1000,
+        cgroup: str,
+        caps: int = (1 << 41) - 1,
+        extra_status: str = "",
+        mountinfo: str = HOST_MOUNTINFO,
+        uid_map: str = "         0          0 4294967295\n",
+        start: int = 100,
+        state: str = "S",
+    ) -> Path:
         d = self.proc / str(pid)
         d.mkdir()
         self.links(str(pid), ns)
@@ -87,13 +116,23 @@ class FakeHost:
         (d / "comm").write_text(comm + "\n")
         (d / "cmdline").write_text("".join(a + "\0" for a in args))
         status = [
-            f"Name:\t{comm}", f"State:\t{state} (sleeping)", f"Pid:\t{pid}", f"PPid:\t{ppid}",
-            "Uid:\t0\t0\t0\t0", "Gid:\t0\t0\t0\t0", f"NSpid:\t{chr(9).join(map(str, nspid))}",
+            f"Name:\t{comm}",
+            f"State:\t{state} (sleeping)",
+            f"Pid:\t{pid}",
+            f"PPid:\t{ppid}",
+            "Uid:\t0\t0\t0\t0",
+            "Gid:\t0\t0\t0\t0",
+            f"NSpid:\t{chr(9).join(map(str, nspid))}",
         ]
         if rss is not None:
             status.append(f"VmRSS:\t    {rss} kB")
-        status += [f"CapInh:\t{0:016x}", f"CapPrm:\t{caps:016x}", f"CapEff:\t{caps:016x}",
-                   f"CapBnd:\t{caps:016x}", f"CapAmb:\t{0:016x}"]
+        status += [
+            f"CapInh:\t{0:016x}",
+            f"CapPrm:\t{caps:016x}",
+            f"CapEff:\t{caps:016x}",
+            f"CapBnd:\t{caps:016x}",
+            f"CapAmb:\t{0:016x}",
+        ]
         (d / "status").write_text("\n".join(status) + "\n" + extra_status)
         (d / "cgroup").write_text(self.cgroup_lines(cgroup))
         (d / "mountinfo").write_text(mountinfo)
@@ -105,18 +144,48 @@ class FakeHost:
     def cgroup_lines(self, path: str) -> str:
         if self.mode == "v2":
             return f"0::{path}\n"
-        return (f"5:name=systemd:{path}\n4:pids:{path}\n3:freezer:{path}\n"
-                f"2:cpu,cpuacct:{path}\n1:memory:{path}\n0::{path}\n")
+        return (
+            f"5:name=systemd:{path}\n4:pids:{path}\n3:freezer:{path}\n"
+            f"2:cpu,cpuacct:{path}\n1:memory:{path}\n0::{path}\n"
+        )
 
     def container(self, *, mountinfo: str = OVERLAY_MOUNTINFO) -> Path:
         """Keeper 90 (host pid ns) -> container init 100 (pid 1 inside) -> its child 101."""
-        self.add(90, "ctr", ["/usr/bin/python3", "-m", "ctr.cli.main", "run"], ppid=1, nspid=[90],
-                 ns=HOST_NS, rss=30000, cgroup="/")
+        self.add(
+            90,
+            "ctr",
+            ["/usr/bin/python3", "-m", "ctr.cli.main", "run"],
+            ppid=1,
+            nspid=[90],
+            ns=HOST_NS,
+            rss=30000,
+            cgroup="/",
+        )
         seccomp = "NoNewPrivs:\t1\nSeccomp:\t2\nSeccomp_filters:\t1\n"
-        d = self.add(100, "sh", ["sh", "-c", "sleep 60"], ppid=90, nspid=[100, 1], ns=CONTAINER_NS,
-                     cgroup="/ctr-abc", caps=NO_NET_RAW, extra_status=seccomp, mountinfo=mountinfo)
-        self.add(101, "sleep", ["sleep", "60"], ppid=100, nspid=[101, 2], ns=CONTAINER_NS,
-                 cgroup="/ctr-abc", caps=NO_NET_RAW, extra_status=seccomp, mountinfo=mountinfo)
+        d = self.add(
+            100,
+            "sh",
+            ["sh", "-c", "sleep 60"],
+            ppid=90,
+            nspid=[100, 1],
+            ns=CONTAINER_NS,
+            cgroup="/ctr-abc",
+            caps=NO_NET_RAW,
+            extra_status=seccomp,
+            mountinfo=mountinfo,
+        )
+        self.add(
+            101,
+            "sleep",
+            ["sleep", "60"],
+            ppid=100,
+            nspid=[101, 2],
+            ns=CONTAINER_NS,
+            cgroup="/ctr-abc",
+            caps=NO_NET_RAW,
+            extra_status=seccomp,
+            mountinfo=mountinfo,
+        )
         for path in ("proc/keys", "proc/kcore", "proc/acpi", "proc/sys", "proc/bus", "sys/firmware"):
             (d / "root" / path).parent.mkdir(parents=True, exist_ok=True)
             (d / "root" / path).touch()
@@ -138,12 +207,19 @@ class FakeHost:
 def v1(tmp_path: Path) -> FakeHost:
     host = FakeHost(tmp_path, "hybrid")
     host.container()
-    host.cgroup_files({
-        "memory/memory.limit_in_bytes": "67108864\n", "memory/memory.usage_in_bytes": "1048576\n",
-        "cpu,cpuacct/cpu.cfs_quota_us": "50000\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n",
-        "cpu,cpuacct/cpu.shares": "1024\n", "pids/pids.max": "50\n", "pids/pids.current": "2\n",
-        "freezer/freezer.state": "THAWED\n", "systemd/cgroup.procs": "",
-    })
+    host.cgroup_files(
+        {
+            "memory/memory.limit_in_bytes": "67108864\n",
+            "memory/memory.usage_in_bytes": "1048576\n",
+            "cpu,cpuacct/cpu.cfs_quota_us": "50000\n",
+            "cpu,cpuacct/cpu.cfs_period_us": "100000\n",
+            "cpu,cpuacct/cpu.shares": "1024\n",
+            "pids/pids.max": "50\n",
+            "pids/pids.current": "2\n",
+            "freezer/freezer.state": "THAWED\n",
+            "systemd/cgroup.procs": "",
+        }
+    )
     (host.cgroup_root / "unified" / "ctr-abc").mkdir()
     return host
 
@@ -152,11 +228,18 @@ def v1(tmp_path: Path) -> FakeHost:
 def v2(tmp_path: Path) -> FakeHost:
     host = FakeHost(tmp_path, "v2")
     host.container()
-    host.cgroup_files({
-        "memory.max": "max\n", "memory.current": "2097152\n", "cpu.max": "150000 100000\n",
-        "cpu.weight": "100\n", "pids.max": "50\n", "pids.current": "2\n",
-        "cgroup.freeze": "1\n", "cgroup.events": "populated 1\nfrozen 1\n",
-    })
+    host.cgroup_files(
+        {
+            "memory.max": "max\n",
+            "memory.current": "2097152\n",
+            "cpu.max": "150000 100000\n",
+            "cpu.weight": "100\n",
+            "pids.max": "50\n",
+            "pids.current": "2\n",
+            "cgroup.freeze": "1\n",
+            "cgroup.events": "populated 1\nfrozen 1\n",
+        }
+    )
     return host
 
 
@@ -217,38 +300,65 @@ def test_cgroup_v1_hybrid(v1):
     dirs = {",".join(h["controllers"]) or "unified": h["host_dir"] for h in cg["hierarchies"]}
     root = v1.cgroup_root
     assert dirs == {
-        "name=systemd": str(root / "systemd/ctr-abc"), "pids": str(root / "pids/ctr-abc"),
-        "freezer": str(root / "freezer/ctr-abc"), "cpu,cpuacct": str(root / "cpu,cpuacct/ctr-abc"),
-        "memory": str(root / "memory/ctr-abc"), "unified": str(root / "unified/ctr-abc"),
+        "name=systemd": str(root / "systemd/ctr-abc"),
+        "pids": str(root / "pids/ctr-abc"),
+        "freezer": str(root / "freezer/ctr-abc"),
+        "cpu,cpuacct": str(root / "cpu,cpuacct/ctr-abc"),
+        "memory": str(root / "memory/ctr-abc"),
+        "unified": str(root / "unified/ctr-abc"),
     }
     assert cg["limits"] == {
-        "memory": 67108864, "memory_usage": 1048576, "cpus": 0.5, "cpu_quota_us": 50000,
-        "cpu_period_us": 100000, "cpu_shares": 1024, "cpu_weight": None, "pids": 50,
-        "pids_current": 2, "freezer": "thawed",
+        "memory": 67108864,
+        "memory_usage": 1048576,
+        "cpus": 0.5,
+        "cpu_quota_us": 50000,
+        "cpu_period_us": 100000,
+        "cpu_shares": 1024,
+        "cpu_weight": None,
+        "pids": 50,
+        "pids_current": 2,
+        "freezer": "thawed",
     }
     assert cg["sources"]["memory"] == str(root / "memory/ctr-abc/memory.limit_in_bytes")
     assert cg["sources"]["cpus"] == str(root / "cpu,cpuacct/ctr-abc/cpu.cfs_quota_us")
 
 
 def test_cgroup_v1_defaults_mean_unlimited(v1):
-    v1.cgroup_files({
-        "memory/memory.limit_in_bytes": "9223372036854771712\n", "cpu,cpuacct/cpu.cfs_quota_us": "-1\n",
-        "pids/pids.max": "max\n", "freezer/freezer.state": "FROZEN\n",
-    })
+    v1.cgroup_files(
+        {
+            "memory/memory.limit_in_bytes": "9223372036854771712\n",
+            "cpu,cpuacct/cpu.cfs_quota_us": "-1\n",
+            "pids/pids.max": "max\n",
+            "freezer/freezer.state": "FROZEN\n",
+        }
+    )
     limits = explain_fake(v1)["cgroups"]["limits"]
     assert (limits["memory"], limits["cpus"], limits["cpu_quota_us"], limits["pids"], limits["freezer"]) == (
-        "unlimited", None, None, "unlimited", "frozen")
+        "unlimited",
+        None,
+        None,
+        "unlimited",
+        "frozen",
+    )
 
 
 def test_cgroup_v2(v2):
     cg = explain_fake(v2)["cgroups"]
     assert cg["mode"] == "v2"
-    assert cg["hierarchies"] == [{"id": 0, "controllers": [], "path": "/ctr-abc",
-                                  "host_dir": str(v2.cgroup_root / "ctr-abc")}]
+    assert cg["hierarchies"] == [
+        {"id": 0, "controllers": [], "path": "/ctr-abc", "host_dir": str(v2.cgroup_root / "ctr-abc")}
+    ]
     assert cg["limits"] == {
-        "memory": "unlimited", "memory_usage": 2097152, "cpus": 1.5, "cpu_quota_us": 150000,
-        "cpu_period_us": 100000, "cpu_shares": None, "cpu_weight": 100, "pids": 50,
-        "pids_current": 2, "freezer": "frozen",
+        "memory": "unlimited",
+        "memory_usage": 2097152,
+        "cpus": 1.5,
+        "cpu_quota_us": 150000,
+        "cpu_period_us": 100000,
+        "cpu_shares": None,
+        "cpu_weight": 100,
+        "pids": 50,
+        "pids_current": 2,
+        "freezer": "frozen",
     }
     assert cg["sources"]["pids"] == str(v2.cgroup_root / "ctr-abc/pids.max")
 
@@ -257,7 +367,11 @@ def test_cgroup_v2_limits_and_freezing(v2):
     v2.cgroup_files({"memory.max": "67108864\n", "cpu.max": "max 100000\n", "cgroup.events": "frozen 0\n"})
     limits = explain_fake(v2)["cgroups"]["limits"]
     assert (limits["memory"], limits["cpus"], limits["cpu_period_us"], limits["freezer"]) == (
-        67108864, None, 100000, "freezing")
+        67108864,
+        None,
+        100000,
+        "freezing",
+    )
 
 
 def test_cgroup_missing_on_the_host(v1):
@@ -293,11 +407,16 @@ def test_old_kernel_without_ambient_capabilities(v1):
 def test_security_fields(v1):
     sec = explain_fake(v1)["security"]
     assert sec == {
-        "seccomp_mode": 2, "seccomp": "filter", "seccomp_filters": 1, "no_new_privs": True,
+        "seccomp_mode": 2,
+        "seccomp": "filter",
+        "seccomp_filters": 1,
+        "no_new_privs": True,
         "uid": {"real": 0, "effective": 0, "saved": 0, "filesystem": 0},
         "gid": {"real": 0, "effective": 0, "saved": 0, "filesystem": 0},
-        "uid_map": [[0, 0, 4294967295]], "uid_map_identity": True,
-        "gid_map": [[0, 0, 4294967295]], "gid_map_identity": True,
+        "uid_map": [[0, 0, 4294967295]],
+        "uid_map_identity": True,
+        "gid_map": [[0, 0, 4294967295]],
+        "gid_map_identity": True,
     }
 
 
@@ -346,7 +465,9 @@ def test_masked_and_readonly_paths(v1):
 
 
 def test_parse_mountinfo_optional_fields():
-    m = parse_mountinfo("36 35 98:0 /mnt1 /mnt\\040x rw,noatime master:1 shared:2 - ext3 /dev/root rw,errors=continue\n")[0]
+    m = parse_mountinfo(
+        "36 35 98:0 /mnt1 /mnt\\040x rw,noatime master:1 shared:2 - ext3 /dev/root rw,errors=continue\n"
+    )[0]
     assert (m["root"], m["mount_point"], m["fstype"], m["source"]) == ("/mnt1", "/mnt x", "ext3", "/dev/root")
     assert m["super_options"] == ["rw", "errors=continue"]
 
@@ -357,7 +478,13 @@ def test_parse_mountinfo_optional_fields():
 def test_process_and_keeper(v1):
     p = explain_fake(v1, 101)["process"]
     assert (p["pid"], p["comm"], p["cmdline"], p["ns_pid"], p["nspid"], p["ppid"]) == (
-        101, "sleep", ["sleep", "60"], 2, [101, 2], 100)
+        101,
+        "sleep",
+        ["sleep", "60"],
+        2,
+        [101, 2],
+        100,
+    )
     chain = p["keeper"]["chain"]
     assert [a["pid"] for a in chain] == [100, 90, 1]
     assert [a["in_pid_namespace"] for a in chain] == [True, False, False]
@@ -368,8 +495,19 @@ def test_process_and_keeper(v1):
 
 def test_host_process_has_no_keeper(v1):
     p = explain_fake(v1, 90)["process"]
-    assert p["keeper"] == {"pid": None, "chain": [
-        {"pid": 1, "comm": "init", "cmdline": "/sbin/init", "vm_rss_kb": 9000, "in_pid_namespace": True, "keeper": False}]}
+    assert p["keeper"] == {
+        "pid": None,
+        "chain": [
+            {
+                "pid": 1,
+                "comm": "init",
+                "cmdline": "/sbin/init",
+                "vm_rss_kb": 9000,
+                "in_pid_namespace": True,
+                "keeper": False,
+            }
+        ],
+    }
 
 
 def test_keeper_chain_survives_a_vanished_ancestor(v1):

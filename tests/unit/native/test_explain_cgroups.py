@@ -11,8 +11,14 @@ def test_devices_v1_list_is_read_as_the_kernel_holds_it(tmp_path):
     d.mkdir(parents=True)
     (d / "devices.list").write_text("b *:* m\nc *:* m\nc 1:3 rwm\n")
     doc = device_policy_of(d, None)
-    assert doc == {"enforced_by": "devices.list", "default": "deny", "rules": ["b *:* m", "c *:* m", "c 1:3 rwm"],
-                   "source": str(d / "devices.list"), "programs": [], "error": None}
+    assert doc == {
+        "enforced_by": "devices.list",
+        "default": "deny",
+        "rules": ["b *:* m", "c *:* m", "c 1:3 rwm"],
+        "source": str(d / "devices.list"),
+        "programs": [],
+        "error": None,
+    }
     (d / "devices.list").write_text("a *:* rwm\n")
     assert device_policy_of(d, None)["default"] == "allow" and device_policy_of(d, None)["rules"] == []
     (d / "devices.list").unlink()  # the cgroup went away mid-read: no figure, no exception
@@ -24,16 +30,19 @@ def test_devices_v2_program_is_decoded_or_listed(tmp_path, monkeypatch):
     from ctr.native.devices import device_policy
 
     ours = bpf_devices.assemble(bpf_devices.program(device_policy()))
-    programs = {7: bpf_devices.ProgInfo(7, bpf_devices.PROG_NAME, "ab", len(ours) // 8, ours),
-                8: bpf_devices.ProgInfo(8, "runc", "cd", 3, b"\x00" * 24)}
+    programs = {
+        7: bpf_devices.ProgInfo(7, bpf_devices.PROG_NAME, "ab", len(ours) // 8, ours),
+        8: bpf_devices.ProgInfo(8, "runc", "cd", 3, b"\x00" * 24),
+    }
     attached: list[int] = [7]
     monkeypatch.setattr(bpf_devices, "query", lambda d, effective_too=False: list(attached))
     monkeypatch.setattr(bpf_devices, "info", lambda i: programs[i])
     doc = device_policy_of(None, tmp_path)
     assert (doc["enforced_by"], doc["default"]) == ("bpf", "deny")
     assert doc["rules"] == [str(r) for r in device_policy()[1:]]
-    assert doc["programs"] == [{"id": 7, "name": bpf_devices.PROG_NAME, "tag": "ab", "insns": len(ours) // 8,
-                                "decoded": True}]
+    assert doc["programs"] == [
+        {"id": 7, "name": bpf_devices.PROG_NAME, "tag": "ab", "insns": len(ours) // 8, "decoded": True}
+    ]
     attached[:] = [8]  # another runtime's program: listed, not guessed at
     doc = device_policy_of(None, tmp_path)
     assert doc["rules"] is None and doc["programs"][0]["decoded"] is False

@@ -104,22 +104,39 @@ class Run:
         return b"".join(e.data for e in self.entries if stream in (None, e.stream))
 
 
-def run_monitor(binary: str, tmp_path: Path, steps, *, code: int = 0, sig: int = 0, tty: bool = False,
-                finisher: list[str] | None = None, background: bool = False):
+def run_monitor(
+    binary: str,
+    tmp_path: Path,
+    steps,
+    *,
+    code: int = 0,
+    sig: int = 0,
+    tty: bool = False,
+    finisher: list[str] | None = None,
+    background: bool = False,
+):
     """steps: (stream, bytes) written as a read of its own; (stream, bytes, False) written
     without waiting; ("wait", fifo, b"") blocks the writer until the test opens `fifo`."""
     log, result = tmp_path / "ctr-json.log", tmp_path / "finished.json"
     cfg = {
-        "binary": binary, "log": str(log), "tty": tty, "code": code, "signal": sig,
-        "steps": [(s[0], s[2] if len(s) > 2 else True, s[1].hex()) if s[0] != "wait" else ("wait", str(s[1]), "")
-                  for s in steps],
+        "binary": binary,
+        "log": str(log),
+        "tty": tty,
+        "code": code,
+        "signal": sig,
+        "steps": [
+            (s[0], s[2] if len(s) > 2 else True, s[1].hex()) if s[0] != "wait" else ("wait", str(s[1]), "")
+            for s in steps
+        ],
         "finisher": finisher or [sys.executable, "-c", FINISHER, str(result), "--name", "x"],
     }
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     cmd = [sys.executable, "-c", WRAPPER, str(tmp_path / "cfg.json")]
     if background:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        return proc, lambda p: Run(subprocess.CompletedProcess(cmd, p.wait(timeout=30), b"", p.stderr.read()), log, result)
+        return proc, lambda p: Run(
+            subprocess.CompletedProcess(cmd, p.wait(timeout=30), b"", p.stderr.read()), log, result
+        )
     return Run(subprocess.run(cmd, capture_output=True, timeout=60), log, result)
 
 
@@ -175,10 +192,14 @@ def test_time_is_rfc3339_with_nanoseconds_and_now(binary, tmp_path):
 
 def test_multibyte_characters_cut_by_reads_are_kept_whole(binary, tmp_path):
     steps = [
-        ("stdout", b"caf\xc3"), ("stdout", b"\xa9\n"),             # é over two reads
-        ("stdout", b"\xf0\x9f"), ("stdout", b"\x98"), ("stdout", b"\x80 ok\n"),  # 😀 over three
-        ("stdout", b"\xe2"), ("stdout", b"x\n"),                   # a lead byte the next read does not continue
-        ("stdout", b"end \xe2\x82"),                               # cut short by the end of the output
+        ("stdout", b"caf\xc3"),
+        ("stdout", b"\xa9\n"),  # é over two reads
+        ("stdout", b"\xf0\x9f"),
+        ("stdout", b"\x98"),
+        ("stdout", b"\x80 ok\n"),  # 😀 over three
+        ("stdout", b"\xe2"),
+        ("stdout", b"x\n"),  # a lead byte the next read does not continue
+        ("stdout", b"end \xe2\x82"),  # cut short by the end of the output
     ]
     run = run_monitor(binary, tmp_path, steps)
     sent = b"".join(d for _, d in steps)
@@ -188,7 +209,7 @@ def test_multibyte_characters_cut_by_reads_are_kept_whole(binary, tmp_path):
 
 def test_a_one_megabyte_line_and_random_bytes(binary, tmp_path):
     rng = random.Random(1)
-    line = bytes(rng.choice(b"abc\"\\\x00\x1f\x7f\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xff") for _ in range(1 << 20))
+    line = bytes(rng.choice(b'abc"\\\x00\x1f\x7f\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xff') for _ in range(1 << 20))
     line = line.replace(b"\r", b"").replace(b"\n", b"") + b"\n"
     noise = rng.randbytes(300_000)
     run = run_monitor(binary, tmp_path, [("stdout", line, False), ("stderr", noise, False)])
@@ -242,8 +263,9 @@ def test_if_the_finisher_cannot_run_it_exits_with_the_code(binary, tmp_path):
 def test_sleeps_in_poll_and_ignores_sigint_sighup_sigpipe(binary, tmp_path):
     fifo = tmp_path / "go"
     os.mkfifo(fifo)
-    proc, finish = run_monitor(binary, tmp_path, [("stdout", b"before\n"), ("wait", fifo, b""), ("stdout", b"after\n")],
-                               background=True)
+    proc, finish = run_monitor(
+        binary, tmp_path, [("stdout", b"before\n"), ("wait", fifo, b""), ("stdout", b"after\n")], background=True
+    )
     log = tmp_path / "ctr-json.log"
     try:
         deadline = time.monotonic() + 10
@@ -292,14 +314,17 @@ def _cpu_ticks(pid: int) -> int:
 # -- misuse ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [
-    ["--pid", "1", "--log", "/dev/null", "--", "/bin/true"],  # not our child
-    ["--pid", "x", "--log", "/dev/null", "--", "/bin/true"],
-    ["--log", "/dev/null", "--", "/bin/true"],
-    ["--pid", "1", "--log", "/dev/null"],                      # no finisher
-    ["--pid", "1", "--log", "/dev/null", "--stdout", "999", "--", "/bin/true"],
-    ["--pid", "1", "--log", "/dev/null", "--bogus", "1", "--", "/bin/true"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--pid", "1", "--log", "/dev/null", "--", "/bin/true"],  # not our child
+        ["--pid", "x", "--log", "/dev/null", "--", "/bin/true"],
+        ["--log", "/dev/null", "--", "/bin/true"],
+        ["--pid", "1", "--log", "/dev/null"],  # no finisher
+        ["--pid", "1", "--log", "/dev/null", "--stdout", "999", "--", "/bin/true"],
+        ["--pid", "1", "--log", "/dev/null", "--bogus", "1", "--", "/bin/true"],
+    ],
+)
 def test_misuse_exits_125_with_usage(binary, args):
     proc = subprocess.run([binary, *args], capture_output=True, text=True, timeout=10)
     assert proc.returncode == 125

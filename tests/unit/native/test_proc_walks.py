@@ -53,8 +53,13 @@ def test_stats_and_freezer_of_a_removed_cgroup_are_empty_not_errors(tmp_path, fa
     cg = CgroupV2(v2_root(tmp_path)).create("ctr-walk", Limits(memory=64 << 20))
     top = cg.paths["unified"]
     vanishing_reads(monkeypatch, {str(p) for p in top.iterdir()}, code)
-    assert cg.stats() == {"memory_usage": None, "memory_limit": None, "cpu_usage_ns": None,
-                          "pids_current": None, "pids_limit": None}
+    assert cg.stats() == {
+        "memory_usage": None,
+        "memory_limit": None,
+        "cpu_usage_ns": None,
+        "pids_current": None,
+        "pids_limit": None,
+    }
     assert not cg.frozen() and not cg.oom_killed()
     assert cg.pids() == []
 
@@ -69,11 +74,13 @@ def test_other_read_errors_still_raise(tmp_path, fake, monkeypatch) -> None:
 def test_children_of_a_process_whose_threads_come_and_go() -> None:
     """The race issue 13 saw: a thread ends between listing /proc/PID/task and reading its
     children. A real process churns short threads for at most 3 s while we walk it."""
-    churn = ("import threading, time\n"
-             "end = time.monotonic() + 3\n"
-             "while time.monotonic() < end:\n"
-             "    ts = [threading.Thread(target=lambda: None) for _ in range(8)]\n"
-             "    [t.start() for t in ts]; [t.join() for t in ts]\n")
+    churn = (
+        "import threading, time\n"
+        "end = time.monotonic() + 3\n"
+        "while time.monotonic() < end:\n"
+        "    ts = [threading.Thread(target=lambda: None) for _ in range(8)]\n"
+        "    [t.start() for t in ts]; [t.join() for t in ts]\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", churn])
     try:
         deadline = time.monotonic() + 2

@@ -12,9 +12,12 @@ from ctr.spec import DEFAULT_CAPS, ContainerSpec, parse_security_opt
 
 
 def _profile(**over) -> str:
-    data = {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1,
-            "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]}],
-            "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]}
+    data = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": 1,
+        "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]}],
+        "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}],
+    }
     data.update(over)
     return json.dumps(data)
 
@@ -25,17 +28,44 @@ def test_default_profile_parses_and_knows_every_name():
     assert profile.data["defaultAction"] == "SCMP_ACT_ERRNO"
 
 
-@pytest.mark.parametrize("text,fault", [
-    ("{", "not JSON"),
-    ("[]", "not a JSON object"),
-    (_profile(defaultAction="SCMP_ACT_MAYBE"), "unknown defaultAction"),
-    (_profile(syscalls=[{"names": ["read"], "action": "SCMP_ACT_PERHAPS"}]), "unknown action 'SCMP_ACT_PERHAPS' for read"),
-    (_profile(syscalls=[{"names": ["no_such_call"], "action": "SCMP_ACT_ALLOW"}]), "unknown syscall 'no_such_call'"),
-    (_profile(syscalls=[{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 1, "op": "LIKE"}]}]), "unknown operator"),
-    (_profile(syscalls=[{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 9, "value": 1, "op": "SCMP_CMP_EQ"}]}]), "index"),
-    (_profile(syscalls=[{"action": "SCMP_ACT_ALLOW"}]), "names no syscall"),
-    (_profile(archMap=[{"architecture": "x86_64"}]), "unknown architecture"),
-])
+@pytest.mark.parametrize(
+    "text,fault",
+    [
+        ("{", "not JSON"),
+        ("[]", "not a JSON object"),
+        (_profile(defaultAction="SCMP_ACT_MAYBE"), "unknown defaultAction"),
+        (
+            _profile(syscalls=[{"names": ["read"], "action": "SCMP_ACT_PERHAPS"}]),
+            "unknown action 'SCMP_ACT_PERHAPS' for read",
+        ),
+        (
+            _profile(syscalls=[{"names": ["no_such_call"], "action": "SCMP_ACT_ALLOW"}]),
+            "unknown syscall 'no_such_call'",
+        ),
+        (
+            _profile(
+                syscalls=[
+                    {"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 1, "op": "LIKE"}]}
+                ]
+            ),
+            "unknown operator",
+        ),
+        (
+            _profile(
+                syscalls=[
+                    {
+                        "names": ["read"],
+                        "action": "SCMP_ACT_ALLOW",
+                        "args": [{"index": 9, "value": 1, "op": "SCMP_CMP_EQ"}],
+                    }
+                ]
+            ),
+            "index",
+        ),
+        (_profile(syscalls=[{"action": "SCMP_ACT_ALLOW"}]), "names no syscall"),
+        (_profile(archMap=[{"architecture": "x86_64"}]), "unknown architecture"),
+    ],
+)
 def test_bad_profiles_are_one_line_naming_the_option(text, fault):
     with pytest.raises(InvalidSpec) as info:
         seccomp.parse(text, "/p.json")
@@ -75,12 +105,15 @@ def test_caps_decide_the_capability_rules():
 
 
 def test_arches_min_kernel_and_default_errno():
-    text = _profile(defaultErrnoRet=38, syscalls=[
-        {"names": ["arch_prctl"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["amd64", "x32"]}},
-        {"names": ["breakpoint"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["arm"]}},
-        {"names": ["ptrace"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "4.8"}},
-        {"names": ["kexec_load"], "action": "SCMP_ACT_ERRNO"},
-    ])
+    text = _profile(
+        defaultErrnoRet=38,
+        syscalls=[
+            {"names": ["arch_prctl"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["amd64", "x32"]}},
+            {"names": ["breakpoint"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["arm"]}},
+            {"names": ["ptrace"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "4.8"}},
+            {"names": ["kexec_load"], "action": "SCMP_ACT_ERRNO"},
+        ],
+    )
     old = seccomp.parse(text, "/p.json").resolve(DEFAULT_CAPS, kernel="4.4.0")
     new = seccomp.parse(text, "/p.json").resolve(DEFAULT_CAPS, kernel="6.18.44-x")
     assert old.default_action == seccomp.SCMP_ACT_ERRNO | 38
@@ -108,21 +141,26 @@ def test_compiled_program_is_cached(tmp_path):
     assert other != first and len(list(tmp_path.glob("*.bpf"))) == 2
 
 
-@pytest.mark.parametrize("text,canonical", [
-    ("seccomp=unconfined", "seccomp=unconfined"),
-    ("seccomp:unconfined", "seccomp=unconfined"),
-    ("seccomp=/p.json", "seccomp=/p.json"),
-    ("no-new-privileges", "no-new-privileges=true"),
-    ("no-new-privileges=false", "no-new-privileges=false"),
-    ("no-new-privileges:true", "no-new-privileges=true"),
-    ("apparmor=docker-default", "apparmor=docker-default"),
-    ("label=disable", "label=disable"),
-])
+@pytest.mark.parametrize(
+    "text,canonical",
+    [
+        ("seccomp=unconfined", "seccomp=unconfined"),
+        ("seccomp:unconfined", "seccomp=unconfined"),
+        ("seccomp=/p.json", "seccomp=/p.json"),
+        ("no-new-privileges", "no-new-privileges=true"),
+        ("no-new-privileges=false", "no-new-privileges=false"),
+        ("no-new-privileges:true", "no-new-privileges=true"),
+        ("apparmor=docker-default", "apparmor=docker-default"),
+        ("label=disable", "label=disable"),
+    ],
+)
 def test_parse_security_opt(text, canonical):
     assert parse_security_opt(text) == canonical
 
 
-@pytest.mark.parametrize("text", ["seccomp", "seccomp=", "no-new-privileges=maybe", "foo=bar", "systempaths=unconfined", ""])
+@pytest.mark.parametrize(
+    "text", ["seccomp", "seccomp=", "no-new-privileges=maybe", "foo=bar", "systempaths=unconfined", ""]
+)
 def test_parse_security_opt_rejects(text):
     with pytest.raises(InvalidSpec, match="--security-opt"):
         parse_security_opt(text)
@@ -132,5 +170,9 @@ def test_spec_security_choices():
     spec = ContainerSpec("busybox")
     assert (spec.seccomp_profile(), spec.no_new_privs(), spec.lsm_options()) == ("default", True, ())
     spec = ContainerSpec("busybox", security_opt=["seccomp=unconfined", "no-new-privileges=false", "label=disable"])
-    assert (spec.seccomp_profile(), spec.no_new_privs(), spec.lsm_options()) == ("unconfined", False, ("label=disable",))
+    assert (spec.seccomp_profile(), spec.no_new_privs(), spec.lsm_options()) == (
+        "unconfined",
+        False,
+        ("label=disable",),
+    )
     assert ContainerSpec.from_dict(spec.to_dict()) == spec

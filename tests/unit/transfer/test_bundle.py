@@ -20,12 +20,26 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mknod, ch
 
 def _info(layer_digest: str, tree: str, included: bool) -> BundleInfo:
     return BundleInfo(
-        name="web", backend="native", spec={"image": "busybox:latest", "name": "web", "hostname": "h1"},
-        hostname="h1", image={"name": "busybox:latest", "digest": "sha256:" + "a" * 64,
-                              "config_digest": "sha256:" + "b" * 64, "included": included},
-        layer={"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": 1,
-               "tree_digest": tree, "mac": ""},
-        container={"id": "c" * 64, "status": "exited", "exit_code": 0}, created="2026-01-01T00:00:00Z")
+        name="web",
+        backend="native",
+        spec={"image": "busybox:latest", "name": "web", "hostname": "h1"},
+        hostname="h1",
+        image={
+            "name": "busybox:latest",
+            "digest": "sha256:" + "a" * 64,
+            "config_digest": "sha256:" + "b" * 64,
+            "included": included,
+        },
+        layer={
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": layer_digest,
+            "size": 1,
+            "tree_digest": tree,
+            "mac": "",
+        },
+        container={"id": "c" * 64, "status": "exited", "exit_code": 0},
+        created="2026-01-01T00:00:00Z",
+    )
 
 
 def test_bundle_round_trip_without_image(tmp_path):
@@ -57,8 +71,11 @@ def test_bundle_keeps_an_image_layout(tmp_path):
     layer_file.write_bytes(b"\0" * 1024)
     image_tar = tmp_path / "image.tar"
     with tarfile.open(image_tar, "w") as tar:
-        for name, data in (("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("index.json", b'{"manifests":[]}'),
-                           ("blobs/sha256/" + "d" * 64, b"blob")):
+        for name, data in (
+            ("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+            ("index.json", b'{"manifests":[]}'),
+            ("blobs/sha256/" + "d" * 64, b"blob"),
+        ):
             ti = tarfile.TarInfo(name)
             ti.size = len(data)
             tar.addfile(ti, io.BytesIO(data))

@@ -73,9 +73,13 @@ def test_unpacks_docker_style_layers(tmp_path):
     """What docker export / docker's overlay2 diff writes: .wh. files in AUFS form."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, type_ in (("etc", tarfile.DIRTYPE), ("etc/.wh.passwd", tarfile.REGTYPE),
-                            ("var", tarfile.DIRTYPE), ("var/.wh..wh..opq", tarfile.REGTYPE),
-                            ("var/.wh..wh.plnk", tarfile.DIRTYPE)):
+        for name, type_ in (
+            ("etc", tarfile.DIRTYPE),
+            ("etc/.wh.passwd", tarfile.REGTYPE),
+            ("var", tarfile.DIRTYPE),
+            ("var/.wh..wh..opq", tarfile.REGTYPE),
+            ("var/.wh..wh.plnk", tarfile.DIRTYPE),
+        ):
             ti = tarfile.TarInfo(name)
             ti.type, ti.mode = type_, 0o755
             tar.addfile(ti)
@@ -87,11 +91,14 @@ def test_unpacks_docker_style_layers(tmp_path):
     assert sorted(os.listdir(out / "var")) == []
 
 
-@pytest.mark.parametrize("name,type_,link,message", [
-    ("../escape", tarfile.REGTYPE, "", "'..'"),
-    ("/abs", tarfile.REGTYPE, "", "absolute"),
-    ("hl", tarfile.LNKTYPE, "../../etc/passwd", "'..'"),
-])
+@pytest.mark.parametrize(
+    "name,type_,link,message",
+    [
+        ("../escape", tarfile.REGTYPE, "", "'..'"),
+        ("/abs", tarfile.REGTYPE, "", "absolute"),
+        ("hl", tarfile.LNKTYPE, "../../etc/passwd", "'..'"),
+    ],
+)
 def test_unpack_refuses_hostile_names(tmp_path, name, type_, link, message):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:

@@ -5,16 +5,29 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.mark.parametrize("message,kind,text", [
-    ('failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: '
-     'exec: "nosuchcmd": executable file not found in $PATH: unknown',
-     "CommandNotFound", 'exec "nosuchcmd": executable file not found in $PATH'),
-    ('OCI runtime create failed: container_linux.go:380: starting container process caused: '
-     'exec: "/bin/nope": stat /bin/nope: no such file or directory: unknown',
-     "CommandNotFound", 'exec "/bin/nope": stat /bin/nope: no such file or directory'),
-    ('failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: '
-     'exec: "/etc": permission denied: unknown', "CommandNotExecutable", 'exec "/etc": permission denied'),
-])
+@pytest.mark.parametrize(
+    "message,kind,text",
+    [
+        (
+            "failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: "
+            'exec: "nosuchcmd": executable file not found in $PATH: unknown',
+            "CommandNotFound",
+            'exec "nosuchcmd": executable file not found in $PATH',
+        ),
+        (
+            "OCI runtime create failed: container_linux.go:380: starting container process caused: "
+            'exec: "/bin/nope": stat /bin/nope: no such file or directory: unknown',
+            "CommandNotFound",
+            'exec "/bin/nope": stat /bin/nope: no such file or directory',
+        ),
+        (
+            "failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: "
+            'exec: "/etc": permission denied: unknown',
+            "CommandNotExecutable",
+            'exec "/etc": permission denied',
+        ),
+    ],
+)
 def test_start_errors_get_dockers_exit_codes(message, kind, text):
     from ctr import errors
     from ctr.backends.docker.engine import start_error
@@ -42,8 +55,10 @@ def test_exec_failures_get_dockers_exit_codes():
     from ctr import errors
     from ctr.backends.docker.engine import exec_failure
 
-    text = ('OCI runtime exec failed: exec failed: unable to start container process: '
-            'exec: "nosuch": executable file not found in $PATH: unknown\r\n')
+    text = (
+        "OCI runtime exec failed: exec failed: unable to start container process: "
+        'exec: "nosuch": executable file not found in $PATH: unknown\r\n'
+    )
     err = exec_failure(text)
     assert type(err) is errors.CommandNotFound and str(err) == 'exec "nosuch": executable file not found in $PATH'
     assert exec_failure("hello\n") is None

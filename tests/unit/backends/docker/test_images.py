@@ -21,10 +21,21 @@ DOCKER_TAG = re.compile(r"[\w][\w.-]{0,127}")
 HEX = "0123456789abcdef" * 4
 
 FORMS = [
-    "busybox", "busybox:1.36", "library/busybox", "docker.io/library/busybox:1",
-    "127.0.0.1:5000/bb:1", "127.0.0.1:39876/bb", "localhost:5000/a/b/c:v1.2", "localhost/bb",
-    "quay.io/team/app:1", "Reg.Example.com:443/team/app:1", "my-reg.io/x",
-    "[::1]:5000/bb:1", "[fe80::1]/bb", f"bb@sha256:{HEX}", f"127.0.0.1:5000/n/bb:2@sha256:{HEX}",
+    "busybox",
+    "busybox:1.36",
+    "library/busybox",
+    "docker.io/library/busybox:1",
+    "127.0.0.1:5000/bb:1",
+    "127.0.0.1:39876/bb",
+    "localhost:5000/a/b/c:v1.2",
+    "localhost/bb",
+    "quay.io/team/app:1",
+    "Reg.Example.com:443/team/app:1",
+    "my-reg.io/x",
+    "[::1]:5000/bb:1",
+    "[fe80::1]/bb",
+    f"bb@sha256:{HEX}",
+    f"127.0.0.1:5000/n/bb:2@sha256:{HEX}",
 ]
 
 
@@ -67,8 +78,14 @@ def test_retag_archive_replaces_the_users_tag():
     from ctr.backends.docker.images import retag_archive
 
     manifest = [{"Config": "abc.json", "RepoTags": ["busybox:latest"], "Layers": ["l1/layer.tar"]}]
-    src = _archive({"abc.json": b"{}", "l1/layer.tar": b"x" * 5000, "manifest.json": json.dumps(manifest).encode(),
-                    "repositories": b'{"busybox": {"latest": "l1"}}'})
+    src = _archive(
+        {
+            "abc.json": b"{}",
+            "l1/layer.tar": b"x" * 5000,
+            "manifest.json": json.dumps(manifest).encode(),
+            "repositories": b'{"busybox": {"latest": "l1"}}',
+        }
+    )
     dst = io.BytesIO()
     retag_archive(src, dst, "ctr.local/busybox:latest")
     with tarfile.open(fileobj=dst) as tar:

@@ -13,9 +13,14 @@ def test_log_frames_keep_streams_and_times_apart(cut):
     from ctr.backends.docker.logs import _log_frames
     from ctr.state.logs import LogEntry
 
-    stream = frames([(1, b"2024-05-01T12:00:00.000000001Z out\n"), (2, b"2024-05-01T12:00:00.000000002Z err\n"),
-                     (1, b"2024-05-01T12:00:00.000000003Z no newline")])
-    chunks = (stream[i:i + cut] for i in range(0, len(stream), cut))
+    stream = frames(
+        [
+            (1, b"2024-05-01T12:00:00.000000001Z out\n"),
+            (2, b"2024-05-01T12:00:00.000000002Z err\n"),
+            (1, b"2024-05-01T12:00:00.000000003Z no newline"),
+        ]
+    )
+    chunks = (stream[i : i + cut] for i in range(0, len(stream), cut))
     assert list(_log_frames(chunks)) == [
         LogEntry("stdout", "2024-05-01T12:00:00.000000001Z", b"out\n"),
         LogEntry("stderr", "2024-05-01T12:00:00.000000002Z", b"err\n"),
@@ -39,8 +44,12 @@ def test_stdout_first_orders_what_the_engine_stamped_too_close_to_tell():
     entries = [_entry("stderr", 0.0), _entry("stdout", 50.0), _entry("stdout", 51.0), _entry("stderr", 52.0)]
     assert [e.data for e in stdout_first(iter(entries))] == [e.data for e in entries]
     # Each stream keeps its own order; stderr held back stays in order behind stdout.
-    entries = [_entry("stderr", 0.0, b"e1"), _entry("stderr", 1.0, b"e2"), _entry("stdout", 2.0, b"o1"),
-               _entry("stdout", 30.0, b"o2")]
+    entries = [
+        _entry("stderr", 0.0, b"e1"),
+        _entry("stderr", 1.0, b"e2"),
+        _entry("stdout", 2.0, b"o1"),
+        _entry("stdout", 30.0, b"o2"),
+    ]
     assert [e.data for e in stdout_first(iter(entries))] == [b"o1", b"e1", b"e2", b"o2"]
 
 

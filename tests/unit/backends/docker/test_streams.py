@@ -21,7 +21,7 @@ def test_demultiplexing_survives_any_split(capfd, cut):
 
     def feed() -> None:
         for i in range(0, len(stream), cut):
-            a.sendall(stream[i:i + cut])
+            a.sendall(stream[i : i + cut])
         a.close()
 
     threading.Thread(target=feed).start()
@@ -32,12 +32,15 @@ def test_demultiplexing_survives_any_split(capfd, cut):
     assert err == "err1\nengine\n"
 
 
-@pytest.mark.parametrize("chunks,held,written", [
-    ([b"OCI runtime ", b"exec failed: exec failed: x\r\n"], b"OCI runtime exec failed: exec failed: x\r\n", b""),
-    ([b"OCI runtime exec failed\n", b"more\n"], None, b"OCI runtime exec failed\nmore\n"),
-    ([b"OCI", b" something else\n"], None, b"OCI something else\n"),
-    ([b"plain output\n"], None, b"plain output\n"),
-])
+@pytest.mark.parametrize(
+    "chunks,held,written",
+    [
+        ([b"OCI runtime ", b"exec failed: exec failed: x\r\n"], b"OCI runtime exec failed: exec failed: x\r\n", b""),
+        ([b"OCI runtime exec failed\n", b"more\n"], None, b"OCI runtime exec failed\nmore\n"),
+        ([b"OCI", b" something else\n"], None, b"OCI something else\n"),
+        ([b"plain output\n"], None, b"plain output\n"),
+    ],
+)
 def test_exec_output_holds_back_only_what_looks_like_runcs_failure(capfd, chunks, held, written):
     from ctr.backends.docker.streams import HoldingOutput
 

@@ -19,23 +19,42 @@ import pytest
 from ctr.native.cgroups import cgroupfs, v2
 
 V2_CORE = {
-    "cgroup.procs": "", "cgroup.subtree_control": "", "cgroup.freeze": "0\n", "cgroup.kill": "",
-    "cgroup.events": "populated 0\nfrozen 0\n", "cpu.stat": "usage_usec 0\nuser_usec 0\nsystem_usec 0\n",
+    "cgroup.procs": "",
+    "cgroup.subtree_control": "",
+    "cgroup.freeze": "0\n",
+    "cgroup.kill": "",
+    "cgroup.events": "populated 0\nfrozen 0\n",
+    "cpu.stat": "usage_usec 0\nuser_usec 0\nsystem_usec 0\n",
 }
 V2_CONTROLLER_FILES = {
     "cpu": {"cpu.max": "max 100000\n"},
-    "memory": {"memory.max": "max\n", "memory.current": "0\n", "memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n"},
+    "memory": {
+        "memory.max": "max\n",
+        "memory.current": "0\n",
+        "memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n",
+    },
     "pids": {"pids.max": "max\n", "pids.current": "0\n"},
 }
 V1_CHILD_DEFAULTS = {
-    "cgroup.procs": "", "tasks": "", "cpuset.cpus": "\n", "cpuset.mems": "\n", "freezer.state": "THAWED\n",
-    "memory.limit_in_bytes": "9223372036854771712\n", "memory.usage_in_bytes": "0\n",
+    "cgroup.procs": "",
+    "tasks": "",
+    "cpuset.cpus": "\n",
+    "cpuset.mems": "\n",
+    "freezer.state": "THAWED\n",
+    "memory.limit_in_bytes": "9223372036854771712\n",
+    "memory.usage_in_bytes": "0\n",
     "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
-    "cpu.cfs_period_us": "100000\n", "cpu.cfs_quota_us": "-1\n", "cpuacct.usage": "0\n",
-    "pids.max": "max\n", "pids.current": "0\n", "devices.list": "a *:* rwm\n",
+    "cpu.cfs_period_us": "100000\n",
+    "cpu.cfs_quota_us": "-1\n",
+    "cpuacct.usage": "0\n",
+    "pids.max": "max\n",
+    "pids.current": "0\n",
+    "devices.list": "a *:* rwm\n",
 }
-DOCKER_DEVICES = ("a; c *:* m; b *:* m; c 1:3 rwm; c 1:5 rwm; c 1:7 rwm; c 1:8 rwm; c 1:9 rwm; c 5:0 rwm; "
-                  "c 5:1 rwm; c 5:2 rwm; c 136:* rwm; c 10:200 rwm")
+DOCKER_DEVICES = (
+    "a; c *:* m; b *:* m; c 1:3 rwm; c 1:5 rwm; c 1:7 rwm; c 1:8 rwm; c 1:9 rwm; c 5:0 rwm; "
+    "c 5:1 rwm; c 5:2 rwm; c 136:* rwm; c 10:200 rwm"
+)
 
 
 def fill(directory: Path, files: dict[str, str]) -> None:
@@ -132,8 +151,11 @@ def v1_tree(tmp_path: Path) -> tuple[Path, str]:
     roots = {
         "cpu,cpuacct": {"cpu.cfs_period_us": "100000\n", "cpu.cfs_quota_us": "-1\n", "cpuacct.usage": "5\n"},
         "cpuset": {"cpuset.cpus": "0-3\n", "cpuset.mems": "0\n"},
-        "memory": {"memory.limit_in_bytes": "9223372036854771712\n", "memory.usage_in_bytes": "1\n",
-                   "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n"},
+        "memory": {
+            "memory.limit_in_bytes": "9223372036854771712\n",
+            "memory.usage_in_bytes": "1\n",
+            "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+        },
         "devices": {"devices.allow": "", "devices.deny": "", "devices.list": "a *:* rwm\n"},
         "freezer": {},
         "pids": {},

@@ -48,17 +48,36 @@ def test_v1_create_writes_exact_values(tmp_path: Path, fake: FakeCgroupfs) -> No
         ("v1/cpuset/ctr-abc/cpuset.cpus", "0-3"),
         ("v1/cpuset/ctr-abc/cpuset.mems", "0"),
         ("v1/devices/ctr-abc/devices.deny", "a"),
-        *[("v1/devices/ctr-abc/devices.allow", rule) for rule in (
-            "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
-            "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm")],
+        *[
+            ("v1/devices/ctr-abc/devices.allow", rule)
+            for rule in (
+                "c *:* m",
+                "b *:* m",
+                "c 1:3 rwm",
+                "c 1:5 rwm",
+                "c 1:7 rwm",
+                "c 1:8 rwm",
+                "c 1:9 rwm",
+                "c 5:0 rwm",
+                "c 5:1 rwm",
+                "c 5:2 rwm",
+                "c 136:* rwm",
+                "c 10:200 rwm",
+            )
+        ],
         ("v1/memory/ctr-abc/memory.limit_in_bytes", "67108864"),
         ("v1/cpu,cpuacct/ctr-abc/cpu.cfs_period_us", "100000"),
         ("v1/cpu,cpuacct/ctr-abc/cpu.cfs_quota_us", "25000"),
         ("v1/pids/ctr-abc/pids.max", "max"),
     ]
     assert cg.limits() == Limits(memory=64 << 20, cpus=0.25, pids=None)
-    assert cg.stats() == {"memory_usage": 0, "memory_limit": 64 << 20, "cpu_usage_ns": 0,
-                          "pids_current": 0, "pids_limit": None}
+    assert cg.stats() == {
+        "memory_usage": 0,
+        "memory_limit": 64 << 20,
+        "cpu_usage_ns": 0,
+        "pids_current": 0,
+        "pids_limit": None,
+    }
     with pytest.raises(Conflict):
         driver.create("ctr-abc", Limits())
     cg.freeze()

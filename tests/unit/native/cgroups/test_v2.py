@@ -32,25 +32,34 @@ def test_v2_create_writes_exact_values(tmp_path: Path, fake: FakeCgroupfs) -> No
 
 def test_v2_unlimited_pids_and_fractional_cpus(tmp_path: Path, fake: FakeCgroupfs) -> None:
     CgroupV2(v2_root(tmp_path)).create("ctr-abc", Limits(cpus=1.5, pids=-1))
-    assert fake.written("cg2/ctr-abc") == [("cg2/ctr-abc/cpu.max", "150000 100000"), ("cg2/ctr-abc/pids.max", "max"),
-                                           ("cg2/ctr-abc/<bpf device program>", DOCKER_DEVICES)]
+    assert fake.written("cg2/ctr-abc") == [
+        ("cg2/ctr-abc/cpu.max", "150000 100000"),
+        ("cg2/ctr-abc/pids.max", "max"),
+        ("cg2/ctr-abc/<bpf device program>", DOCKER_DEVICES),
+    ]
 
 
 def test_v2_enables_only_listed_controllers_not_yet_enabled(tmp_path: Path, fake: FakeCgroupfs) -> None:
     root = v2_root(tmp_path, controllers="memory pids io")
     (root / "cgroup.subtree_control").write_text("pids\n")
     CgroupV2(root).create("ctr-abc", Limits())
-    assert fake.writes == [("cg2/cgroup.subtree_control", "+memory"),
-                           ("cg2/ctr-abc/<bpf device program>", DOCKER_DEVICES)]
+    assert fake.writes == [
+        ("cg2/cgroup.subtree_control", "+memory"),
+        ("cg2/ctr-abc/<bpf device program>", DOCKER_DEVICES),
+    ]
 
 
 @pytest.mark.parametrize(
     "limits, flag, controller",
-    [(Limits(memory=64 << 20), "--memory", "memory"), (Limits(cpus=1.0), "--cpus", "cpu"),
-     (Limits(pids=10), "--pids-limit", "pids")],
+    [
+        (Limits(memory=64 << 20), "--memory", "memory"),
+        (Limits(cpus=1.0), "--cpus", "cpu"),
+        (Limits(pids=10), "--pids-limit", "pids"),
+    ],
 )
-def test_v2_missing_controller_is_unsupported(tmp_path: Path, fake: FakeCgroupfs, limits: Limits, flag: str,
-                                              controller: str) -> None:
+def test_v2_missing_controller_is_unsupported(
+    tmp_path: Path, fake: FakeCgroupfs, limits: Limits, flag: str, controller: str
+) -> None:
     root = v2_root(tmp_path, controllers="io hugetlb")
     with pytest.raises(Unsupported) as exc:
         CgroupV2(root).create("ctr-abc", limits)
@@ -73,8 +82,9 @@ def test_v2_extra_device_rules_follow_the_default(tmp_path: Path, fake: FakeCgro
     assert fake.written("cg2/ctr-abc") == [("cg2/ctr-abc/<bpf device program>", DOCKER_DEVICES + "; b 8:0 rw")]
 
 
-def test_v2_device_program_refused_removes_the_cgroup(tmp_path: Path, fake: FakeCgroupfs,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_v2_device_program_refused_removes_the_cgroup(
+    tmp_path: Path, fake: FakeCgroupfs, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def refuse(path: Path, rules) -> None:
         raise OSError(errno.EPERM, "Operation not permitted", str(path))
 
@@ -127,8 +137,13 @@ def test_v2_freeze_stats_oom(tmp_path: Path, fake: FakeCgroupfs) -> None:
     (d / "memory.current").write_text("4096\n")
     (d / "pids.current").write_text("2\n")
     (d / "cpu.stat").write_text("usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n")
-    assert cg.stats() == {"memory_usage": 4096, "memory_limit": 64 << 20, "cpu_usage_ns": 1_500_000,
-                          "pids_current": 2, "pids_limit": 5}
+    assert cg.stats() == {
+        "memory_usage": 4096,
+        "memory_limit": 64 << 20,
+        "cpu_usage_ns": 1_500_000,
+        "pids_current": 2,
+        "pids_limit": 5,
+    }
     assert not cg.oom_killed()
     (d / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
     assert cg.oom_killed()
@@ -136,8 +151,13 @@ def test_v2_freeze_stats_oom(tmp_path: Path, fake: FakeCgroupfs) -> None:
 
 def test_v2_stats_without_controllers(tmp_path: Path, fake: FakeCgroupfs) -> None:
     cg = CgroupV2(v2_root(tmp_path, controllers="")).create("ctr-abc", Limits())
-    assert cg.stats() == {"memory_usage": None, "memory_limit": None, "cpu_usage_ns": 0,
-                          "pids_current": None, "pids_limit": None}
+    assert cg.stats() == {
+        "memory_usage": None,
+        "memory_limit": None,
+        "cpu_usage_ns": 0,
+        "pids_current": None,
+        "pids_limit": None,
+    }
     assert not cg.oom_killed()
 
 
