@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import platform
 import re
 import shutil
 import signal
@@ -50,7 +49,6 @@ from pathlib import Path
 from ctr.backends.base import BackendInfo, check_host_gateway, check_mount_sources, writes_cidfile
 from ctr.backends.kept import etcfiles
 from ctr.backends.kept.base import MONITOR_EXIT_TIMEOUT, KeptBackend, wait_pid
-from ctr.backends.kept.host import has_filesystem
 from ctr.backends.kept.identity import exec_identity
 from ctr.backends.kept.monitor_start import fork_clean, let_go_of_caller, start_under_monitor
 from ctr.backends.kept.signals import SignalForwarder
@@ -59,8 +57,9 @@ from ctr.backends.lxc.config import lxc_config, read_config, save_config, write_
 from ctr.backends.lxc.console import peer_adds_cr
 from ctr.backends.lxc.log import log_reason
 from ctr.backends.lxc.monitor import KeeperStdio, await_exec, keep_logs, liblxc_monitor
+from ctr.backends.lxc.probe import probe_info, unusable_because
 from ctr.backends.lxc.rootfs import prepare_rootfs
-from ctr.backends.lxc.start import error_num, exit_code, read_outcome
+from ctr.backends.lxc.start import exit_code, read_outcome
 from ctr.errors import BackendUnavailable, Conflict, CtrError, NotFound, Unsupported
 from ctr.images.store import ImageStore
 from ctr.native.cgroups.mounted import controller_version
@@ -68,7 +67,6 @@ from ctr.process import ExecSpec, exit_status, resolve_process
 from ctr.spec import ContainerSpec
 from ctr.state.records import Record, RecordStore, process_start_time
 
-INSTALL_HINT = "the python lxc bindings are missing: apt-get install lxc lxc-dev && pip install 'ctr[lxc]'"
 LXC_LOCK_DIR = Path("/run/lxc/lock")  # liblxc's per-container lock files (lxclock.c), for root
 
 
@@ -81,48 +79,16 @@ class LxcBackend(KeptBackend):
 
     @classmethod
     def probe(cls) -> BackendInfo:
-        versions = {"kernel": platform.release()}
-        try:
-            import lxc
-        except ImportError:
-            return BackendInfo(cls.name, False, INSTALL_HINT, versions)
-        versions["liblxc"] = lxc.version
-        try:
-            from importlib.metadata import version
-
-            versions["python-lxc"] = version("lxc")
-        except Exception:  # the bindings may come from a distribution package without metadata
-            pass
-        reason = cls._unusable_because()
-        return BackendInfo(cls.name, not reason, reason, versions)
+        return probe_info(cls.name)
 
     @classmethod
     def ready(cls, paths=None) -> LxcBackend:
         """As probe decides, without the versions: every lxc command comes here, and
         importing importlib.metadata (email with it) for python-lxc's would cost ~15 ms."""
-        reason = cls._unusable_because()
+        reason = unusable_because()
         if reason:
             raise BackendUnavailable(f"backend {cls.name} is not usable: {reason}")
         return cls(paths)
-
-    @staticmethod
-    def _unusable_because() -> str:
-        """Why liblxc cannot run ctr's containers here ("" when it can)."""
-        try:
-            import lxc
-        except ImportError:
-            return INSTALL_HINT
-
-        if os.geteuid() != 0:
-            return "the lxc backend runs privileged containers and needs root (run ctr as root)"
-        if not has_filesystem("overlay"):
-            return "the kernel has no overlayfs: modprobe overlay"
-        try:
-            # A handle only: lxc_container_new creates nothing on disk.
-            error_num(lxc.Container("ctr-probe", "/nonexistent-ctr-lxcpath"))
-        except CtrError as exc:
-            return str(exc)
-        return ""
 
     def __init__(self, paths=None) -> None:
         super().__init__(paths)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ctr import errors as _errors
 from ctr.errors import CtrError
+from ctr.native import syscalls as sc  # imported before the fork: the child needs it, and so does the liblxc monitor
 from ctr.spec import ContainerSpec
 
 
@@ -29,8 +30,6 @@ def prepare_rootfs(
     which takes 1 ms on an idle disk and up to ~150 ms on a busy one, and nothing is owed
     that sync here (liblxc's own mount of the layer is not volatile).
     """
-    from ctr.native import syscalls as sc  # before the fork: the liblxc monitor needs it too
-
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -40,31 +39,14 @@ def prepare_rootfs(
             targets = [(m.target, os.path.isdir(m.source)) for m in spec.mounts]  # before the chroot
             from ctr.native.users import resolve_user
 
-            sc.unshare(sc.CLONE_NEWNS)
-            sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-            options = f"lowerdir={':'.join(reversed(layers))},upperdir={upper},workdir={work}"
-            try:
-                sc.mount("overlay", mountpoint, "overlay", 0, options + ",volatile")
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                sc.mount("overlay", mountpoint, "overlay", 0, options)  # Linux before 5.10
+            _mount_private_overlay(layers, upper, work, mountpoint)
             os.chroot(mountpoint)
             os.chdir("/")
             os.umask(0o022)
             u = resolve_user(user, "/etc", spec.group_add)
             for d in ("/dev", "/proc", "/sys", cwd):
                 os.makedirs(d, exist_ok=True)
-            resolved = []
-            for target, is_dir in targets:
-                if is_dir:
-                    os.makedirs(target, exist_ok=True)
-                elif not os.path.lexists(target):
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
-                    os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
-                # Symlinks resolved as the container sees them (chrooted: ".." stops at its root),
-                # as runc's securejoin does; liblxc itself refuses to mount through one.
-                resolved.append(os.path.realpath(target))
+            resolved = _make_targets(targets)
             out = {"uid": u.uid, "gid": u.gid, "groups": list(u.groups), "home": u.home, "targets": resolved}
         except CtrError as exc:
             out = {"error": str(exc), "kind": type(exc).__name__}
@@ -101,3 +83,31 @@ def prepare_rootfs(
     if "error" in out:
         raise getattr(_errors, out["kind"], CtrError)(out["error"])
     return out
+
+
+def _mount_private_overlay(layers: list[str], upper: str, work: str, mountpoint: str) -> None:
+    """In a mount namespace of the calling (child) process: the container's overlay, volatile."""
+    sc.unshare(sc.CLONE_NEWNS)
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    options = f"lowerdir={':'.join(reversed(layers))},upperdir={upper},workdir={work}"
+    try:
+        sc.mount("overlay", mountpoint, "overlay", 0, options + ",volatile")
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        sc.mount("overlay", mountpoint, "overlay", 0, options)  # Linux before 5.10
+
+
+def _make_targets(targets: list[tuple[str, bool]]) -> list[str]:
+    """Each mount target made (a directory, or an empty file for a file's bind mount), chrooted;
+    returned with symlinks resolved as the container sees them (".." stops at its root), as
+    runc's securejoin does: liblxc itself refuses to mount through one."""
+    resolved = []
+    for target, is_dir in targets:
+        if is_dir:
+            os.makedirs(target, exist_ok=True)
+        elif not os.path.lexists(target):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+        resolved.append(os.path.realpath(target))
+    return resolved

@@ -163,6 +163,49 @@ def write_oci(spec: dict, resolve: Callable[[str], Any] | None = None) -> tuple[
         warnings.append(f"user = {user}: an OCI config takes numeric ids; written as 0:0")
         ids = (0, 0)
     caps = effective_caps(spec)
+    mounts = _oci_mounts(spec)
+    namespaces = _oci_namespaces(spec, warnings)
+    resources = _oci_resources(spec)
+    doc = {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": bool(spec.get("tty")),
+            "user": {"uid": ids[0], "gid": ids[1]},
+            "args": args,
+            "env": env,
+            "cwd": cwd or "/",
+            "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": bool(spec.get("read_only"))},
+        "hostname": spec.get("hostname") or "",
+        "mounts": mounts,
+        "linux": {
+            "resources": resources,
+            "namespaces": namespaces,
+            "maskedPaths": list(MASKED_PATHS),
+            "readonlyPaths": list(READONLY_PATHS),
+        },
+    }
+    if spec.get("labels"):
+        doc["annotations"] = dict(spec["labels"])
+    if spec.get("name"):
+        warnings.append(
+            f"name = {spec['name']}: the container id is given to the runtime (runc run ID), not in config.json"
+        )
+    if spec.get("stdin"):
+        warnings.append("stdin = true: whether stdin stays open is up to whoever runs the bundle")
+    if spec.get("auto_remove"):
+        warnings.append(
+            "auto_remove = true: `runc run` removes the container when it exits anyway; detached, the caller deletes it"
+        )
+    if not spec.get("hostname"):
+        del doc["hostname"]
+    return json.dumps(doc, indent=2) + "\n", warnings
+
+
+def _oci_mounts(spec: dict) -> list[dict]:
+    """What runc's `spec` gives every container, then the spec's bind mounts."""
     mounts = [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {
@@ -201,6 +244,10 @@ def write_oci(spec: dict, resolve: Callable[[str], Any] | None = None) -> tuple[
                 "options": ["rbind", "ro" if m.get("read_only") else "rw"],
             }
         )
+    return mounts
+
+
+def _oci_namespaces(spec: dict, warnings: list[str]) -> list[dict]:
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")]
     network = spec.get("network") or "none"
     if network != "host":
@@ -210,6 +257,10 @@ def write_oci(spec: dict, resolve: Callable[[str], Any] | None = None) -> tuple[
             "network = bridge: an OCI config has no network setup; the container gets a network "
             "namespace with lo only, unless a hook adds an interface"
         )
+    return namespaces
+
+
+def _oci_resources(spec: dict) -> dict:
     resources: dict = {"devices": [{"allow": False, "access": "rwm"}]}
     if spec.get("memory") is not None:
         resources["memory"] = {"limit": spec["memory"]}
@@ -217,39 +268,4 @@ def write_oci(spec: dict, resolve: Callable[[str], Any] | None = None) -> tuple[
         resources["cpu"] = {"quota": round(spec["cpus"] * CPU_PERIOD), "period": CPU_PERIOD}
     if spec.get("pids_limit") is not None:
         resources["pids"] = {"limit": spec["pids_limit"]}
-    doc = {
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": bool(spec.get("tty")),
-            "user": {"uid": ids[0], "gid": ids[1]},
-            "args": args,
-            "env": env,
-            "cwd": cwd or "/",
-            "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
-            "noNewPrivileges": True,
-        },
-        "root": {"path": "rootfs", "readonly": bool(spec.get("read_only"))},
-        "hostname": spec.get("hostname") or "",
-        "mounts": mounts,
-        "linux": {
-            "resources": resources,
-            "namespaces": namespaces,
-            "maskedPaths": list(MASKED_PATHS),
-            "readonlyPaths": list(READONLY_PATHS),
-        },
-    }
-    if spec.get("labels"):
-        doc["annotations"] = dict(spec["labels"])
-    if spec.get("name"):
-        warnings.append(
-            f"name = {spec['name']}: the container id is given to the runtime (runc run ID), not in config.json"
-        )
-    if spec.get("stdin"):
-        warnings.append("stdin = true: whether stdin stays open is up to whoever runs the bundle")
-    if spec.get("auto_remove"):
-        warnings.append(
-            "auto_remove = true: `runc run` removes the container when it exits anyway; detached, the caller deletes it"
-        )
-    if not spec.get("hostname"):
-        del doc["hostname"]
-    return json.dumps(doc, indent=2) + "\n", warnings
+    return resources

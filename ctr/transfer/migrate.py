@@ -474,23 +474,11 @@ def migrate(
     A running container needs `stop` (it is stopped, and started on the target). With
     `keep` the source stays (stopped), and the target needs another name. Any failure
     leaves the source as it was (restarted if ctr stopped it) and nothing on the target."""
-    if new_name is not None:
-        validate_name(new_name)
-    final = new_name or name
-    if keep and final == name:
-        raise InvalidSpec(f"--keep needs --name: names are unique across backends and {name} stays with the source")
-    source = backend_for(name, paths)
-    target = get_backend(to, paths)
-    if source.name == target.name and final == name:
-        raise InvalidSpec(f"container {name} is on the {to} backend already")
+    final, source, target = _endpoints(paths, name, to, keep, new_name)
     images = ImageStore(paths)
     with _op_lock(paths, name):
         record = source.get(name)
-        running = record.status in ACTIVE
-        if running and not stop:
-            raise Conflict(f"cannot migrate container {name}: it is {record.status}: stop it first or use --stop")
-        if running and record.spec.get("auto_remove"):
-            raise Conflict(f"cannot migrate container {name}: it was started with --rm, so stopping it removes it")
+        running = _check_stoppable(record, name, stop)
         spec = _pin_image(images, portable_spec(record, final), record)
         _preflight(target, spec, paths, free_name=final != name)
         stopped_here = False
@@ -554,6 +542,30 @@ def migrate(
             except CtrError as exc:
                 result.warnings.append(f"the source container is left as {parked or name}: {exc}")
         return result
+
+
+def _endpoints(paths: Paths, name: str, to: str, keep: bool, new_name: str | None) -> tuple[str, Backend, Backend]:
+    """The name on the target, the source backend and the target one, or why not."""
+    if new_name is not None:
+        validate_name(new_name)
+    final = new_name or name
+    if keep and final == name:
+        raise InvalidSpec(f"--keep needs --name: names are unique across backends and {name} stays with the source")
+    source = backend_for(name, paths)
+    target = get_backend(to, paths)
+    if source.name == target.name and final == name:
+        raise InvalidSpec(f"container {name} is on the {to} backend already")
+    return final, source, target
+
+
+def _check_stoppable(record: Record, name: str, stop: bool) -> bool:
+    """Whether the container runs (and may be stopped for the move)."""
+    running = record.status in ACTIVE
+    if running and not stop:
+        raise Conflict(f"cannot migrate container {name}: it is {record.status}: stop it first or use --stop")
+    if running and record.spec.get("auto_remove"):
+        raise Conflict(f"cannot migrate container {name}: it was started with --rm, so stopping it removes it")
+    return running
 
 
 __all__ = [
