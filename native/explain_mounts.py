@@ -10,23 +10,7 @@ import os
 from pathlib import Path
 
 from ctr.native import mountinfo
-
-# moby oci/defaults.go: paths Docker hides (bind of /dev/null, or an empty tmpfs for directories)
-MASKED_PATHS = (
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-)
-# ... and the paths it mounts read-only.
-READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+from ctr.native.rootfs import MASKED_PATHS, READONLY_PATHS  # what the native runtime hides: what explain looks for
 
 
 def parse_mountinfo(text: str) -> list[dict]:

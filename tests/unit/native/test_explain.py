@@ -20,8 +20,9 @@ from ctr.cli.explain import explain
 from ctr.errors import CtrError, NotFound
 from ctr.native import explain as explain_mod
 from ctr.native.explain import NAMESPACES, SCHEMA_VERSION
-from ctr.native.explain_mounts import MASKED_PATHS, READONLY_PATHS, parse_mountinfo
+from ctr.native.explain_mounts import parse_mountinfo
 from ctr.native.explain_table import render_table
+from ctr.native.rootfs import MASKED_PATHS, READONLY_PATHS
 from tests.unit.native.explain_fakes import (
     HOST_NS,
     NO_NET_RAW,
