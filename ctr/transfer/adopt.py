@@ -47,7 +47,7 @@ from ctr.spec import ContainerSpec, validate_name
 from ctr.state.files import scratch_dir
 from ctr.state.paths import Paths
 from ctr.state.records import Record
-from ctr.transfer.layer import write_layer
+from ctr.transfer.layer import LayerInfo, write_layer
 from ctr.transfer.migrate import materialize
 
 LXC_BASE = "adopted/lxc:init"
@@ -226,10 +226,20 @@ def _adopt_lxc(paths: Paths, ident: str, *, name: str | None, to: str, network: 
     target = get_backend(to, paths)
     base = _lxc_base(ImageStore(paths))
     spec = _target_spec(conv, name, ident, base.name, network)
+    # a plain directory, not an overlay upper: a 0:0 device is a device
+    record, layer, notes = _materialize_tree(paths, target, spec, rootfs, f"the root of LXC container {ident}", False)
+    return Adoption(record, f"lxc:{ident}", base.name, layer.tree_digest, list(conv.warnings), notes)
+
+
+def _materialize_tree(
+    paths: Paths, target, spec, tree, what: str, overlay: bool
+) -> tuple[Record, LayerInfo, list[str]]:
+    """The directory `tree` as one layer (an overlay upper when `overlay`), made a container
+    of `spec` on `target` with the layer checked by tree digest; its record, layer and notes."""
     with scratch_dir(paths) as tmp:
-        layer_file = tmp / "rootfs.tar"
+        layer_file = tmp / "layer.tar"
         with open(layer_file, "wb") as out:
-            layer = write_layer(rootfs, out, overlay=False)  # a plain directory: a 0:0 device is a device
+            layer = write_layer(tree, out, overlay=overlay)
         notes: list[str] = []
         record = materialize(
             target,
@@ -237,10 +247,10 @@ def _adopt_lxc(paths: Paths, ident: str, *, name: str | None, to: str, network: 
             lambda: open(layer_file, "rb"),
             diff_id=layer.diff_id,
             tree=layer.tree_digest,
-            what=f"the root of LXC container {ident}",
+            what=what,
             notes=notes,
         )
-    return Adoption(record, f"lxc:{ident}", base.name, layer.tree_digest, list(conv.warnings), notes)
+    return record, layer, notes
 
 
 # --- docker ---------------------------------------------------------------------------------
@@ -311,20 +321,8 @@ def _adopt_docker(paths: Paths, ident: str, *, name: str | None, to: str, networ
     if name is None and target.name == "docker":
         name = f"{own}-ctr"  # the engine's names are unique too, and the source keeps its own
     spec = _target_spec(conv, name, own, image.name, network)
-    with scratch_dir(paths) as tmp:
-        layer_file = tmp / "layer.tar"
-        with open(layer_file, "wb") as out:
-            layer = write_layer(upper, out)
-        notes: list[str] = []
-        record = materialize(
-            target,
-            spec,
-            lambda: open(layer_file, "rb"),
-            diff_id=layer.diff_id,
-            tree=layer.tree_digest,
-            what=f"the writable layer of docker container {ident}",
-            notes=notes,
-        )
+    what = f"the writable layer of docker container {ident}"
+    record, layer, notes = _materialize_tree(paths, target, spec, upper, what, True)
     return Adoption(record, f"docker:{info['Id'][:12]}", image.name, layer.tree_digest, list(conv.warnings), notes)
 
 
